@@ -1,0 +1,145 @@
+package evloop
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	gerrors "github.com/panjf2000/gnet/v2/pkg/errors"
+	"github.com/panjf2000/gnet/v2/pkg/netpoll"
+	"github.com/panjf2000/gnet/v2/pkg/queue"
+
+	"github.com/relayd/relayd/timeout"
+)
+
+// ErrStopped is returned by Post after Stop.
+var ErrStopped = errors.New("evloop: stopped")
+
+// Handler receives every I/O event of an fd the owner registered. It runs on
+// the loop goroutine and must not block.
+type Handler func(fd int, ev netpoll.IOEvent)
+
+// Loop is one event loop. Create it with New, run it with Run on the goroutine
+// that will own it, end it with Stop.
+type Loop struct {
+	poller  *netpoll.Poller
+	wheel   *timeout.Wheel
+	handler Handler
+	tick    time.Duration
+	now     time.Time
+	onTick  func(now time.Time)
+	ticker  ticker
+
+	stopOnce sync.Once
+	stopped  chan struct{} // closed once Run has returned
+}
+
+// New opens a poller and a tick source. tick is the wheel resolution (≤ 0:
+// 10 ms). handler is called for every event on a registered fd other than the
+// loop's own; onTick, if not nil, runs after the wheel has advanced.
+func New(tick time.Duration, handler Handler, onTick func(now time.Time)) (*Loop, error) {
+	if tick <= 0 {
+		tick = 10 * time.Millisecond
+	}
+	p, err := netpoll.OpenPoller()
+	if err != nil {
+		return nil, fmt.Errorf("evloop: open poller: %w", err)
+	}
+	now := time.Now()
+	l := &Loop{
+		poller:  p,
+		wheel:   timeout.New(tick, 4096, now),
+		handler: handler,
+		tick:    tick,
+		now:     now,
+		onTick:  onTick,
+		stopped: make(chan struct{}),
+	}
+	if err := l.ticker.open(l); err != nil {
+		_ = p.Close()
+		return nil, fmt.Errorf("evloop: tick source: %w", err)
+	}
+	return l, nil
+}
+
+// Poller returns the poller, for registering fds (AddRead, AddWrite, Delete…).
+// Loop goroutine only.
+func (l *Loop) Poller() *netpoll.Poller { return l.poller }
+
+// Wheel returns the loop's timing wheel. Loop goroutine only.
+func (l *Loop) Wheel() *timeout.Wheel { return l.wheel }
+
+// Now returns the loop's clock, refreshed every tick and by Refresh: cheap
+// enough to call per event, accurate to one tick. Loop goroutine only.
+func (l *Loop) Now() time.Time { return l.now }
+
+// Refresh re-reads the wall clock and returns it. Loop goroutine only.
+func (l *Loop) Refresh() time.Time {
+	l.now = time.Now()
+	return l.now
+}
+
+// Post runs fn(arg) on the loop goroutine, after the events of the current
+// poll round. Safe from any goroutine, including the loop's own. fn must not
+// block; its error is ignored unless it is ErrStopLoop's.
+func (l *Loop) Post(fn func(arg any), arg any) error {
+	select {
+	case <-l.stopped:
+		return ErrStopped
+	default:
+	}
+	return l.poller.Trigger(queue.HighPriority, func(a any) error { fn(a); return nil }, arg)
+}
+
+// PostFunc is Post for a task that needs no closure allocation: fn is a
+// queue.Func-shaped function value (a top-level func or a method value bound
+// once), param is passed through.
+func (l *Loop) PostFunc(fn func(arg any) error, arg any) error {
+	select {
+	case <-l.stopped:
+		return ErrStopped
+	default:
+	}
+	return l.poller.Trigger(queue.HighPriority, fn, arg)
+}
+
+// Run polls until Stop. It returns nil after Stop and the poller's error
+// otherwise. The poller is closed when Run returns.
+func (l *Loop) Run() error {
+	defer close(l.stopped)
+	defer l.poller.Close() //nolint:errcheck
+	defer l.ticker.close()
+	err := l.poller.Polling(func(fd int, ev netpoll.IOEvent, _ netpoll.IOFlags) error {
+		if l.ticker.is(fd) {
+			l.ticker.drain()
+			l.doTick()
+			return nil
+		}
+		l.handler(fd, ev)
+		return nil
+	})
+	if errors.Is(err, gerrors.ErrEngineShutdown) {
+		return nil
+	}
+	return err
+}
+
+func (l *Loop) doTick() {
+	now := l.Refresh()
+	l.wheel.Advance(now)
+	if l.onTick != nil {
+		l.onTick(now)
+	}
+}
+
+// Stop makes Run return after the current poll round. Safe to call from any
+// goroutine, more than once, and before Run.
+func (l *Loop) Stop() {
+	l.stopOnce.Do(func() {
+		_ = l.poller.Trigger(queue.HighPriority, func(any) error { return gerrors.ErrEngineShutdown }, nil)
+	})
+}
+
+// Done is closed when Run has returned.
+func (l *Loop) Done() <-chan struct{} { return l.stopped }

@@ -1,0 +1,207 @@
+package loadtest
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// Load modes.
+const (
+	ModeRR    = "rr"    // connect, write Size bytes, read them back, close
+	ModeBulk  = "bulk"  // Streams long streams one way (Direction) for Duration
+	ModeIdle  = "idle"  // open and hold Sessions, each proven by one echo
+	ModeStorm = "storm" // open and close Sessions as fast as pacing allows
+)
+
+// Bulk directions.
+const (
+	DirUp   = "up"   // client writes; use a discard (or echo) sink
+	DirDown = "down" // client reads; use a source sink
+	DirBoth = "both" // client writes and reads its echo; use an echo sink
+)
+
+// Defaults applied by Run for zero fields.
+const (
+	DefaultConcurrency    = 50
+	DefaultDuration       = 10 * time.Second
+	DefaultSize           = 64
+	DefaultConnectTimeout = 5 * time.Second
+	DefaultIOTimeout      = 10 * time.Second
+	DefaultIdleWorkers    = 64
+	DefaultStormWorkers   = 128
+)
+
+// LoadConfig configures Run. Zero values are documented per field.
+type LoadConfig struct {
+	// Target is the host:port to load (a relay or a sink).
+	Target string
+	// Mode is rr, bulk, idle or storm; "" means rr.
+	Mode string
+	// Concurrency is the number of sessions in progress at once in rr and
+	// storm, and the number of opener goroutines in idle. 0 means 50 for rr,
+	// 128 for storm, 64 for idle.
+	Concurrency int
+	// Duration: rr runs this long unless Sessions is set (0 and Sessions 0
+	// means 10s); bulk streams this long (0 means 10s); idle holds the open
+	// sessions this long before closing them (0 means close at once).
+	Duration time.Duration
+	// Sessions: rr stops after this many sessions (attempts); idle and storm
+	// open this many (required there).
+	Sessions int
+	// Size is the rr payload and the idle proof-echo size in bytes; 0 means 64.
+	Size int
+	// Streams is the number of bulk streams; 0 means 1.
+	Streams int
+	// Direction is up, down or both (bulk only); "" means up.
+	Direction string
+	// MaxInflightConnects caps connects outstanding at once; 1 is
+	// smtp-source's behaviour. 0 means no cap.
+	MaxInflightConnects int
+	// ConnectRate caps connect starts per second; 0 means no cap.
+	ConnectRate float64
+	// ConnectTimeout bounds each connect; 0 means 5s.
+	ConnectTimeout time.Duration
+	// IOTimeout bounds each session's reads and writes after connect (rr,
+	// idle, storm banner, bulk drain); 0 means 10s.
+	IOTimeout time.Duration
+	// SourceIPs spreads connects over local addresses round-robin:
+	// "127.0.0.2-127.0.0.50", "127.0.0.2,127.0.0.3" or one address.
+	// "" lets the kernel choose.
+	SourceIPs string
+	// PID, if > 0, is the process whose RSS idle mode reports before and
+	// after opening the sessions (the relay under test).
+	PID int
+	// ExpectBanner, if set, is read and verified first on every session
+	// (for a banner sink); TTFB is then the time to the banner.
+	ExpectBanner string
+	// Progress receives a live line every second when it is a terminal;
+	// nil or a non-terminal means no progress output.
+	Progress io.Writer
+}
+
+// withDefaults returns c with zero fields filled in.
+func (c LoadConfig) withDefaults() LoadConfig {
+	if c.Mode == "" {
+		c.Mode = ModeRR
+	}
+	if c.Concurrency == 0 {
+		switch c.Mode {
+		case ModeIdle:
+			c.Concurrency = DefaultIdleWorkers
+		case ModeStorm:
+			c.Concurrency = DefaultStormWorkers
+		default:
+			c.Concurrency = DefaultConcurrency
+		}
+	}
+	if (c.Mode == ModeRR && c.Duration == 0 && c.Sessions == 0) || (c.Mode == ModeBulk && c.Duration == 0) {
+		c.Duration = DefaultDuration
+	}
+	if c.Size == 0 {
+		c.Size = DefaultSize
+	}
+	if c.Streams == 0 {
+		c.Streams = 1
+	}
+	if c.Direction == "" {
+		c.Direction = DirUp
+	}
+	if c.ConnectTimeout == 0 {
+		c.ConnectTimeout = DefaultConnectTimeout
+	}
+	if c.IOTimeout == 0 {
+		c.IOTimeout = DefaultIOTimeout
+	}
+	return c
+}
+
+// Validate reports a config Run would refuse (after defaults).
+func (c LoadConfig) Validate() error {
+	c = c.withDefaults()
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{ErrBadConfig}, a...)...)
+	}
+	if _, _, err := net.SplitHostPort(c.Target); err != nil {
+		return bad("target %q: %v", c.Target, err)
+	}
+	switch c.Mode {
+	case ModeRR, ModeBulk:
+	case ModeIdle, ModeStorm:
+		if c.Sessions <= 0 {
+			return bad("mode %s needs sessions > 0", c.Mode)
+		}
+	default:
+		return bad("mode %q", c.Mode)
+	}
+	switch c.Direction {
+	case DirUp, DirDown, DirBoth:
+	default:
+		return bad("direction %q", c.Direction)
+	}
+	switch {
+	case c.Concurrency < 0:
+		return bad("concurrency %d", c.Concurrency)
+	case c.Sessions < 0:
+		return bad("sessions %d", c.Sessions)
+	case c.Size < 0 || c.Size > 16<<20:
+		return bad("size %d (0..16MiB)", c.Size)
+	case c.Streams < 0:
+		return bad("streams %d", c.Streams)
+	case c.Duration < 0, c.ConnectTimeout < 0, c.IOTimeout < 0:
+		return bad("negative duration")
+	case c.MaxInflightConnects < 0:
+		return bad("max-inflight-connects %d", c.MaxInflightConnects)
+	case c.ConnectRate < 0:
+		return bad("connect-rate %v", c.ConnectRate)
+	}
+	if _, err := ParseSourceIPs(c.SourceIPs); err != nil {
+		return err
+	}
+	return nil
+}
+
+// maxSourceIPs bounds a --source-ips range.
+const maxSourceIPs = 1 << 16
+
+// ParseSourceIPs parses "A-B" (an inclusive IPv4 or IPv6 range), "A,B,C" or
+// "A". "" yields nil (kernel-chosen source).
+func ParseSourceIPs(s string) ([]netip.Addr, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return nil, nil
+	}
+	var out []netip.Addr
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := netip.ParseAddr(strings.TrimSpace(lo))
+		if err != nil {
+			return nil, fmt.Errorf("%w: source-ips %q: %v", ErrBadConfig, part, err)
+		}
+		if !isRange {
+			out = append(out, a)
+			continue
+		}
+		b, err := netip.ParseAddr(strings.TrimSpace(hi))
+		if err != nil {
+			return nil, fmt.Errorf("%w: source-ips %q: %v", ErrBadConfig, part, err)
+		}
+		if a.Is4() != b.Is4() || b.Less(a) {
+			return nil, fmt.Errorf("%w: source-ips %q: not an ascending range", ErrBadConfig, part)
+		}
+		for x := a; ; x = x.Next() {
+			out = append(out, x)
+			if len(out) > maxSourceIPs {
+				return nil, fmt.Errorf("%w: source-ips: more than %d addresses", ErrBadConfig, maxSourceIPs)
+			}
+			if x == b {
+				break
+			}
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,87 @@
+// Package loadtest is relayd's measuring instrument: a TCP sink and a paced
+// load generator in the tradition of Postfix's smtp-sink and smtp-source,
+// exposed as `relayd sink` and `relayd load` (SinkCommand, LoadCommand).
+//
+// # Sink
+//
+// StartSink runs a gnet engine (multicore, one SO_REUSEPORT listener per
+// event loop) in mode echo, discard, banner (greeting first, then echo) or
+// source (an endless verifiable byte pattern). Its counters (Stats) are exact
+// and are what tests compare the generator's numbers against.
+//
+// # Load
+//
+// Run drives one of four modes against Target:
+//
+//   - rr: Concurrency workers each loop connect, write Size bytes (a
+//     per-session sequence), read them back, compare, close; until Sessions
+//     attempts or Duration.
+//   - bulk: Streams connections stream the pattern (byte at offset o is
+//     o%251) up, down or both ways for Duration; every byte read is
+//     verified.
+//   - idle: open Sessions, prove each with one Size-byte echo, keep only the
+//     raw descriptor, hold them for Duration; report this process's RSS and
+//     that of PID (the relay under test) before and after.
+//   - storm: open and close Sessions as fast as pacing allows; connect-time
+//     percentiles and connects/s.
+//
+// Every connect goes through one paced connector: at most
+// MaxInflightConnects outstanding at once (1 is smtp-source's rule, which
+// avoids SYN back-off distorting the benchmark), at most ConnectRate starts
+// per second, ConnectTimeout each, and local addresses from SourceIPs
+// round-robin (IP_BIND_ADDRESS_NO_PORT so each source address gets its own
+// ephemeral port range). Session buffers come from a sync.Pool and are held
+// only while a session is active (the seed's lesson: a goroutine-per-session
+// rewrite of smtp-source used several times the memory until its buffers
+// were pooled).
+//
+// Session failures are counted by kind (Classify): refused (ECONNREFUSED),
+// timeout (ETIMEDOUT, dial or I/O timeout), reset (ECONNRESET, EPIPE),
+// addrnotavail (EADDRNOTAVAIL: out of source ports), mismatch (bytes back
+// differ), short (EOF before all bytes), other.
+//
+// # JSON (Result.JSON, `relayd load --json`)
+//
+// One object; these names are stable:
+//
+//	mode, target                     string
+//	sessions                         completed sessions (bulk: streams)
+//	attempts                         sessions started
+//	errors                           {"refused","timeout","reset","addrnotavail","mismatch","short","other"}: counts, all present
+//	errors_total                     sum of errors
+//	elapsed_s                        wall time (bulk: streaming time)
+//	sessions_per_sec                 sessions / elapsed_s
+//	bytes_sent, bytes_received       payload bytes, client side
+//	bytes_per_sec, bits_per_sec      (sent+received) / elapsed_s
+//	connect, ttfb, rtt               {"count","p50_us","p90_us","p99_us","p999_us","max_us"} (microseconds)
+//	max_inflight_connects_seen       most connects ever outstanding at once
+//	streams                          bulk: [{"bytes_sent","bytes_received","bits_per_sec","error"}]
+//	idle_open_s                      idle: time to open and prove all sessions
+//	self_rss_before_bytes, self_rss_after_bytes, self_rss_per_session_bytes
+//	target_pid, target_rss_before_bytes, target_rss_after_bytes, target_rss_per_session_bytes
+//
+// connect is the connect() time alone (queueing for the pacing caps
+// excluded); ttfb is from the request write (or, with ExpectBanner, from
+// connect) to the first byte back; rtt is from the request write to the last
+// byte back.
+//
+// # Non-goals
+//
+// No TLS, no protocol beyond byte echo and greetings, no distributed load
+// (one process; spread with SourceIPs). The sink does not apply backpressure
+// beyond gnet's (its buffers are unbounded); it is a test peer, not a relay.
+//
+// # Concurrency
+//
+// Run may be called from several goroutines; each call owns its workers and
+// waits for all of them before returning. A Sink's methods are safe for
+// concurrent use; Close waits for the engine's goroutines. The test hooks
+// (testHookConnecting, testHookIdleHeld) are package variables read without
+// locks, so tests set them before Run and clear them after.
+//
+// # Comparison
+//
+// compare.sh in this directory installs HAProxy and nginx when missing and
+// runs the same rr, bulk and idle workloads through each, through relayd and
+// directly against the sink, then prints one table.
+package loadtest

@@ -1,0 +1,217 @@
+package loadtest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Run executes one load test and returns its result. Errors of individual
+// sessions are counted in Result.Errors, not returned; Run returns an error
+// only for a bad config or when ctx ends before the run does (then with the
+// partial result).
+func Run(ctx context.Context, cfg LoadConfig) (*Result, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	raiseNoFile()
+	conn, err := newConnector(cfg)
+	if err != nil {
+		return nil, err
+	}
+	r := &runner{cfg: cfg, conn: conn, rec: newRecorder()}
+	r.bufs.New = func() any { b := make([]byte, r.sessionBufLen()); return &b }
+	res := &Result{Mode: cfg.Mode, Target: cfg.Target}
+
+	stopProgress := startProgress(cfg, r.rec)
+	start := time.Now()
+	switch cfg.Mode {
+	case ModeRR:
+		r.sessions(ctx, r.rrSession)
+	case ModeStorm:
+		r.sessions(ctx, r.stormSession)
+	case ModeBulk:
+		res.Streams = r.bulk(ctx)
+	case ModeIdle:
+		r.idle(ctx, res)
+	}
+	res.Elapsed = time.Since(start)
+	stopProgress()
+	if cfg.Mode == ModeBulk && len(res.Streams) > 0 {
+		// Bulk rates are over the streaming time, not the connect time.
+		res.Elapsed = r.bulkElapsed
+	}
+	r.rec.fill(res)
+	res.MaxInflightConnectsSeen = conn.highWater.Load()
+	if err := ctx.Err(); err != nil {
+		return res, fmt.Errorf("loadtest: run interrupted: %w", err)
+	}
+	return res, nil
+}
+
+// runner is one Run's shared state; workers touch it only through the
+// connector, the recorder and atomics.
+type runner struct {
+	cfg  LoadConfig
+	conn *connector
+	rec  *recorder
+	// bufs pools session buffers (payload out + payload in + banner), so a
+	// worker holds one only while a session runs and idle sessions hold none.
+	bufs sync.Pool
+
+	bulkElapsed time.Duration // written by bulk before it returns
+}
+
+func (r *runner) sessionBufLen() int { return 2*r.cfg.Size + len(r.cfg.ExpectBanner) }
+
+// sessions runs Concurrency workers that each loop: claim a session number,
+// run fn, record. It stops claiming when Sessions have been claimed or
+// Duration has passed; sessions already started finish (bounded by their
+// own timeouts). Cancelling ctx aborts them, and what they fail with then is
+// not counted.
+func (r *runner) sessions(ctx context.Context, fn func(ctx context.Context, id uint64) error) {
+	var (
+		next     atomic.Uint64
+		deadline time.Time
+		wg       sync.WaitGroup
+	)
+	if r.cfg.Mode == ModeRR && r.cfg.Duration > 0 {
+		deadline = time.Now().Add(r.cfg.Duration)
+	}
+	claim := func() (uint64, bool) {
+		if ctx.Err() != nil || (!deadline.IsZero() && !time.Now().Before(deadline)) {
+			return 0, false
+		}
+		id := next.Add(1) - 1
+		if r.cfg.Sessions > 0 && id >= uint64(r.cfg.Sessions) {
+			return 0, false
+		}
+		return id, true
+	}
+	workers := r.cfg.Concurrency
+	if r.cfg.Sessions > 0 {
+		workers = min(workers, r.cfg.Sessions)
+	}
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				id, ok := claim()
+				if !ok {
+					return
+				}
+				if err := fn(ctx, id); err != nil && ctx.Err() != nil {
+					return // aborted, not a result
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// rrSession: connect, [banner], write Size bytes, read them back, verify,
+// close.
+func (r *runner) rrSession(ctx context.Context, id uint64) (err error) {
+	var ct, ttfb, rtt time.Duration
+	var sent, rcvd uint64
+	defer func() {
+		if ctx.Err() == nil {
+			r.rec.session(ct, ttfb, rtt, sent, rcvd, err)
+		}
+	}()
+	c, ct, err := r.conn.dial(ctx)
+	if err != nil {
+		return fmt.Errorf("connect %s: %w", r.cfg.Target, err)
+	}
+	defer c.Close()
+	bp := r.bufs.Get().(*[]byte)
+	defer r.bufs.Put(bp)
+	buf := *bp
+	connected := time.Now()
+	_ = c.SetDeadline(connected.Add(r.cfg.IOTimeout))
+	if b := r.cfg.ExpectBanner; b != "" {
+		if err = readExact(c, buf[2*r.cfg.Size:], []byte(b)); err != nil {
+			return fmt.Errorf("banner: %w", err)
+		}
+		rcvd += uint64(len(b))
+		ttfb = time.Since(connected)
+	}
+	out, in := buf[:r.cfg.Size], buf[r.cfg.Size:2*r.cfg.Size]
+	fillSession(out, id)
+	t0 := time.Now()
+	n, err := c.Write(out)
+	sent += uint64(n)
+	if err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	got := 0
+	for got < len(in) {
+		m, rerr := c.Read(in[got:])
+		if got == 0 && m > 0 && ttfb == 0 {
+			ttfb = time.Since(t0)
+		}
+		got += m
+		rcvd += uint64(m)
+		if rerr != nil {
+			if rerr == io.EOF {
+				rerr = ErrShort
+			}
+			return fmt.Errorf("read %d/%d: %w", got, len(in), rerr)
+		}
+	}
+	rtt = time.Since(t0)
+	if !bytes.Equal(in, out) {
+		return ErrMismatch
+	}
+	return nil
+}
+
+// stormSession: connect, [banner], close.
+func (r *runner) stormSession(ctx context.Context, _ uint64) (err error) {
+	var ct, ttfb time.Duration
+	var rcvd uint64
+	defer func() {
+		if ctx.Err() == nil {
+			r.rec.session(ct, ttfb, 0, 0, rcvd, err)
+		}
+	}()
+	c, ct, err := r.conn.dial(ctx)
+	if err != nil {
+		return fmt.Errorf("connect %s: %w", r.cfg.Target, err)
+	}
+	defer c.Close()
+	if b := r.cfg.ExpectBanner; b != "" {
+		bp := r.bufs.Get().(*[]byte)
+		defer r.bufs.Put(bp)
+		t0 := time.Now()
+		_ = c.SetDeadline(t0.Add(r.cfg.IOTimeout))
+		if err = readExact(c, *bp, []byte(b)); err != nil {
+			return fmt.Errorf("banner: %w", err)
+		}
+		ttfb = time.Since(t0)
+		rcvd = uint64(len(b))
+	}
+	return nil
+}
+
+// readExact reads len(want) bytes into scratch and compares them with want.
+func readExact(c net.Conn, scratch, want []byte) error {
+	got := scratch[:len(want)]
+	if _, err := io.ReadFull(c, got); err != nil {
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return fmt.Errorf("%w: %v", ErrShort, err)
+		}
+		return err
+	}
+	if !bytes.Equal(got, want) {
+		return ErrMismatch
+	}
+	return nil
+}

@@ -1,0 +1,279 @@
+package relay
+
+import (
+	"errors"
+	"time"
+
+	"github.com/panjf2000/gnet/v2/pkg/netpoll"
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+
+	"github.com/relayd/relayd/internal/evloop"
+	"github.com/relayd/relayd/timeout"
+)
+
+// Interest bits registered for an fd in the loop's poller.
+const (
+	evRead  uint8 = 1
+	evWrite uint8 = 2
+)
+
+// fdRef maps an fd number to what owns it in this loop. A zero fdRef means
+// "not ours (any more)": events for it are dropped.
+type fdRef struct {
+	s    *session
+	ls   *lsock
+	side uint8 // sideClient or sideUpstream
+}
+
+// lsock is one listening socket, owned by one loop.
+type lsock struct {
+	fd      int
+	ln      *listener
+	loop    *loop
+	closed  bool
+	paused  bool          // out of the poller until timer fires
+	backoff time.Duration // current back-off delay; 0 = no episode under way
+	errs    uint64        // accept errors during this back-off episode
+	timer   timeout.Timer // ends a back-off episode
+}
+
+// loop is one relay event loop. It owns its listeners, its sessions and all
+// their fds outright: nothing else reads, writes or closes them.
+type loop struct {
+	id  int
+	srv *Server
+	ev  *evloop.Loop
+	log *zap.Logger
+
+	fds      []fdRef
+	sessions sessionList
+	lsocks   []*lsock
+	scratch  []byte // one read buffer per loop: idle sessions hold none
+	gen      uint64
+	st       counters
+
+	// Closing an fd is deferred to the next task round: an fd number freed in
+	// the middle of an event batch could be handed out again by accept in the
+	// same batch while a stale event for the old socket is still queued in it.
+	// Until then the fd is out of the poller and out of fds, so nothing can
+	// act on it, and the kernel cannot reuse its number.
+	toClose      []int
+	closePosted  bool
+	flushClosesF func(any) error
+	connectedF   func(any) error
+	adoptF       func(any) error
+}
+
+func newLoop(id int, srv *Server) (*loop, error) {
+	l := &loop{id: id, srv: srv, log: srv.cfg.Zap.With(zap.Int("loop", id)), scratch: make([]byte, srv.cfg.BufferSize)}
+	ev, err := evloop.New(srv.cfg.Tick, l.onEvent, nil)
+	if err != nil {
+		return nil, err
+	}
+	l.ev = ev
+	l.flushClosesF = l.flushCloses
+	l.connectedF = l.connectedTask
+	l.adoptF = l.adoptTask
+	l.sessions.init()
+	return l, nil
+}
+
+func (l *loop) ref(fd int) *fdRef {
+	if fd >= len(l.fds) {
+		n := max(2*len(l.fds), fd+1, 64)
+		fds := make([]fdRef, n)
+		copy(fds, l.fds)
+		l.fds = fds
+	}
+	return &l.fds[fd]
+}
+
+func (l *loop) onEvent(fd int, ev netpoll.IOEvent) {
+	if fd >= len(l.fds) {
+		return
+	}
+	r := l.fds[fd]
+	switch {
+	case r.s != nil:
+		r.s.onEvent(r.side, ev)
+	case r.ls != nil:
+		l.accept(r.ls)
+	}
+}
+
+// deferClose queues fd for closing after this event round (see toClose).
+func (l *loop) deferClose(fd int) {
+	l.toClose = append(l.toClose, fd)
+	if !l.closePosted {
+		l.closePosted = true
+		if err := l.ev.PostFunc(l.flushClosesF, nil); err != nil {
+			l.flushCloses(nil) // loop is stopping: nothing can race any more
+		}
+	}
+}
+
+func (l *loop) flushCloses(any) error {
+	for i, fd := range l.toClose {
+		_ = unix.Close(fd)
+		l.toClose[i] = -1
+	}
+	l.toClose = l.toClose[:0]
+	l.closePosted = false
+	return nil
+}
+
+// setInterest moves fd's registration from *cur to want with the fewest
+// epoll_ctl calls the gnet poller allows (it has no ModWrite and no
+// "registered with no events": those are Delete [+ AddWrite]).
+func (l *loop) setInterest(fd int, cur *uint8, want uint8) error {
+	have := *cur
+	if have == want {
+		return nil
+	}
+	p := l.ev.Poller()
+	pa := &netpoll.PollAttachment{FD: fd}
+	var err error
+	switch {
+	case want == 0:
+		err = p.Delete(fd)
+	case have == 0:
+		switch want {
+		case evRead:
+			err = p.AddRead(pa, false)
+		case evWrite:
+			err = p.AddWrite(pa, false)
+		default:
+			err = p.AddReadWrite(pa, false)
+		}
+	case want == evRead:
+		err = p.ModRead(pa, false)
+	case want == evRead|evWrite:
+		err = p.ModReadWrite(pa, false)
+	default: // want == evWrite, have has read
+		if err = p.Delete(fd); err == nil {
+			err = p.AddWrite(pa, false)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	*cur = want
+	return nil
+}
+
+// ---- accepting ----
+
+const acceptBatch = 64
+
+func (l *loop) addListener(ls *lsock) error {
+	ls.loop = l
+	ls.timer.Init(func(time.Time) { l.endBackoff(ls) })
+	*l.ref(ls.fd) = fdRef{ls: ls}
+	l.lsocks = append(l.lsocks, ls)
+	return l.ev.Poller().AddRead(&netpoll.PollAttachment{FD: ls.fd}, false)
+}
+
+func (l *loop) accept(ls *lsock) {
+	if ls.closed || ls.paused {
+		return
+	}
+	for range acceptBatch {
+		nfd, sa, err := unix.Accept4(ls.fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		if err != nil {
+			switch {
+			case errors.Is(err, unix.EAGAIN):
+				return
+			case errors.Is(err, unix.EINTR), errors.Is(err, unix.ECONNABORTED):
+				continue
+			}
+			l.startBackoff(ls, err)
+			return
+		}
+		l.st.accepted.Add(1)
+		l.srv.admit(l, ls.ln, nfd, addrPort(sa))
+	}
+}
+
+// startBackoff stops polling a listener whose accept failed for lack of
+// resources (EMFILE, ENFILE, ENOBUFS…): with a level-triggered poller the
+// pending connection would otherwise wake the loop forever (libuv#690). The
+// listener is polled again after 5 ms, doubling to 1 s, as net/http does. One
+// warning per episode, one info line when it ends.
+func (l *loop) startBackoff(ls *lsock, err error) {
+	k := acceptOther
+	switch {
+	case errors.Is(err, unix.EMFILE):
+		k = acceptEMFILE
+	case errors.Is(err, unix.ENFILE):
+		k = acceptENFILE
+	case errors.Is(err, unix.ENOBUFS), errors.Is(err, unix.ENOMEM):
+		k = acceptENOBUFS
+	}
+	l.st.acceptErrs[k].Add(1)
+	ls.errs++
+	if ls.backoff == 0 {
+		ls.backoff = 5 * time.Millisecond
+		l.st.acceptPaused.Add(1)
+		l.log.Warn("accept failing, backing off", zap.String("listener", ls.ln.cfg.Name), zap.Error(err))
+	} else {
+		ls.backoff = min(2*ls.backoff, time.Second)
+	}
+	ls.paused = true
+	_ = l.ev.Poller().Delete(ls.fd)
+	l.ev.Wheel().Schedule(&ls.timer, ls.backoff, l.ev.Refresh())
+}
+
+func (l *loop) endBackoff(ls *lsock) {
+	if ls.closed {
+		return
+	}
+	if err := l.ev.Poller().AddRead(&netpoll.PollAttachment{FD: ls.fd}, false); err != nil {
+		l.ev.Wheel().Schedule(&ls.timer, ls.backoff, l.ev.Now())
+		return
+	}
+	ls.paused = false
+	l.accept(ls)
+	if !ls.paused { // accept drained the queue or hit EAGAIN: the episode is over
+		l.log.Info("accept recovered", zap.String("listener", ls.ln.cfg.Name), zap.Uint64("errors", ls.errs))
+		ls.backoff, ls.errs = 0, 0
+	}
+}
+
+func (l *loop) closeListeners() {
+	for _, ls := range l.lsocks {
+		if ls.closed {
+			continue
+		}
+		ls.closed = true
+		l.ev.Wheel().Stop(&ls.timer)
+		if !ls.paused {
+			_ = l.ev.Poller().Delete(ls.fd)
+		}
+		l.fds[ls.fd] = fdRef{}
+		l.deferClose(ls.fd)
+	}
+}
+
+// ---- tasks posted from other goroutines ----
+
+// connectedTask runs on the loop with a session whose connect finished.
+func (l *loop) connectedTask(arg any) error {
+	arg.(*session).connected()
+	return nil
+}
+
+// adoptTask takes over a session accepted by another loop (single-acceptor
+// mode). From here on this loop owns the client fd.
+func (l *loop) adoptTask(arg any) error {
+	s := arg.(*session)
+	s.loop = l
+	s.start(l.ev.Refresh())
+	return nil
+}
+
+func (l *loop) closeAll(reason Reason) {
+	for s := l.sessions.first(); s != nil; s = l.sessions.first() {
+		s.close(reason, true)
+	}
+}

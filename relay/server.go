@@ -1,0 +1,289 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+)
+
+// ErrServerClosed is returned by Start and AddListener after Shutdown or Close.
+var ErrServerClosed = errors.New("relay: server closed")
+
+// listener is one configured listening address, shared by the loops that
+// hold a socket for it.
+type listener struct {
+	cfg    ListenerConfig
+	addr   netip.AddrPort // bound address (port resolved)
+	ups    atomic.Pointer[upstreams]
+	active atomic.Int64
+	socks  []*lsock
+}
+
+func (ln *listener) release() { ln.active.Add(-1) }
+
+// Server is the relay stage: a fixed set of event loops that accept clients,
+// obtain upstreams from the Dialer, and relay bytes both ways.
+type Server struct {
+	cfg     Config
+	loops   []*loop
+	bufPool sync.Pool
+
+	mu        sync.Mutex // guards listeners, started, closed
+	listeners []*listener
+	started   bool
+	closed    bool
+
+	active atomic.Int64 // live sessions, for MaxSessions
+	next   atomic.Uint64
+	wg     sync.WaitGroup
+	stopWG sync.Once
+}
+
+// New builds the loops; call AddListener, then Start.
+func New(cfg Config) (*Server, error) {
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: c}
+	size := c.BufferSize
+	s.bufPool.New = func() any { b := make([]byte, size); return &b }
+	for i := range c.Loops {
+		l, err := newLoop(i, s)
+		if err != nil {
+			for _, l := range s.loops {
+				l.ev.Stop()
+			}
+			s.runStopped()
+			return nil, err
+		}
+		s.loops = append(s.loops, l)
+	}
+	return s, nil
+}
+
+// runStopped runs the never-started loops just long enough to close their pollers.
+func (s *Server) runStopped() {
+	for _, l := range s.loops {
+		_ = l.ev.Run()
+	}
+}
+
+func (s *Server) getBuf() *[]byte  { return s.bufPool.Get().(*[]byte) }
+func (s *Server) putBuf(b *[]byte) { s.bufPool.Put(b) }
+
+// AddListener binds lc's address: one SO_REUSEPORT socket per loop, or one
+// socket on loop 0 in single-acceptor mode. It returns the bound address
+// (useful with port 0). Call before Start.
+func (s *Server) AddListener(lc ListenerConfig) (netip.AddrPort, error) {
+	if err := lc.validate(); err != nil {
+		return netip.AddrPort{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return netip.AddrPort{}, ErrServerClosed
+	}
+	if s.started {
+		return netip.AddrPort{}, errors.New("relay: AddListener after Start")
+	}
+	ln := &listener{cfg: lc}
+	ln.ups.Store(newUpstreams(lc.Upstreams, lc.LeastConn, lc.Tries))
+	n := 1
+	if s.cfg.Reuseport {
+		n = len(s.loops)
+	}
+	addr := lc.Addr
+	for i := range n {
+		fd, bound, err := listenTCP(addr, s.cfg.Reuseport, s.cfg.Backlog)
+		if err != nil {
+			for _, ls := range ln.socks {
+				_ = unix.Close(ls.fd)
+			}
+			return netip.AddrPort{}, err
+		}
+		addr = bound // later sockets join the same port
+		ln.socks = append(ln.socks, &lsock{fd: fd, ln: ln, loop: s.loops[i]})
+	}
+	ln.addr = addr
+	s.listeners = append(s.listeners, ln)
+	return addr, nil
+}
+
+// Addrs returns the bound address of each listener by name.
+func (s *Server) Addrs() map[string]netip.AddrPort {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := make(map[string]netip.AddrPort, len(s.listeners))
+	for _, ln := range s.listeners {
+		m[ln.cfg.Name] = ln.addr
+	}
+	return m
+}
+
+// Start runs the loops. It returns once they are polling.
+func (s *Server) Start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrServerClosed
+	}
+	if s.started {
+		return errors.New("relay: Start called twice")
+	}
+	for _, ln := range s.listeners {
+		for _, ls := range ln.socks {
+			if err := ls.loop.addListener(ls); err != nil {
+				return fmt.Errorf("relay: register listener %s: %w", ln.addr, err)
+			}
+		}
+	}
+	s.started = true
+	for _, l := range s.loops {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := l.ev.Run(); err != nil {
+				l.log.Error("relay loop stopped", zap.Error(err))
+			}
+		}()
+	}
+	return nil
+}
+
+// admit decides whether a freshly accepted client becomes a session, and on
+// which loop. The accepting loop owns fd until it hands it over.
+func (s *Server) admit(l *loop, ln *listener, fd int, client netip.AddrPort) {
+	if m := s.cfg.MaxSessions; m > 0 && s.active.Add(1) > int64(m) {
+		s.active.Add(-1)
+		l.reject(fd, ReasonRejectedLimit)
+		return
+	} else if m <= 0 {
+		s.active.Add(1)
+	}
+	if m := ln.cfg.MaxSessions; m > 0 && ln.active.Add(1) > int64(m) {
+		ln.active.Add(-1)
+		s.active.Add(-1)
+		l.reject(fd, ReasonRejectedLimit)
+		return
+	} else if m <= 0 {
+		ln.active.Add(1)
+	}
+	sess := &session{loop: l, ln: ln, client: client, c: endpoint{fd: fd}}
+	if !s.cfg.Reuseport && len(s.loops) > 1 {
+		target := s.loops[s.next.Add(1)%uint64(len(s.loops))]
+		if target != l {
+			sess.loop = target
+			if err := target.ev.PostFunc(target.adoptF, sess); err == nil {
+				return // target owns fd from here on
+			}
+			sess.loop = l
+		}
+	}
+	sess.start(l.ev.Refresh())
+}
+
+func (s *Server) release() { s.active.Add(-1) }
+
+// reject closes a client that will not get a session, promptly and counted.
+func (l *loop) reject(fd int, reason Reason) {
+	setLingerZero(fd)
+	_ = unix.Close(fd) // never registered in the poller: no stale event possible
+	l.st.closed[reason].Add(1)
+	if log := l.srv.cfg.Log; log.AccessEnabled() {
+		_ = log // the access log records sessions; rejections are counted only
+	}
+}
+
+// Active returns the number of live sessions.
+func (s *Server) Active() int64 { return s.active.Load() }
+
+// Stats returns a snapshot of all loops' counters.
+func (s *Server) Stats() Stats {
+	st := Stats{Closed: make(map[string]uint64, numReasons), AcceptErrors: make(map[string]uint64, numAcceptErrs)}
+	for _, l := range s.loops {
+		st.add(&l.st)
+	}
+	return st
+}
+
+// onLoops runs fn on every loop and waits for all of them.
+func (s *Server) onLoops(fn func(l *loop)) {
+	var wg sync.WaitGroup
+	for _, l := range s.loops {
+		wg.Add(1)
+		if err := l.ev.Post(func(any) { defer wg.Done(); fn(l) }, nil); err != nil {
+			wg.Done()
+		}
+	}
+	wg.Wait()
+}
+
+// Shutdown stops accepting at once (the listening sockets are closed, so new
+// connects are refused), lets sessions finish until ctx ends, then closes the
+// rest with ReasonShutdown and stops the loops. It returns ctx.Err() if
+// sessions had to be cut, nil if all finished. Safe to call more than once.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	started := s.started
+	s.closed = true
+	s.mu.Unlock()
+	if !started {
+		return s.Close()
+	}
+	s.onLoops(func(l *loop) { l.closeListeners() })
+	tk := time.NewTicker(20 * time.Millisecond)
+	defer tk.Stop()
+	var err error
+	for s.active.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-tk.C:
+			continue
+		}
+		break
+	}
+	_ = s.Close()
+	return err
+}
+
+// Close closes listeners and every session at once (with a RST) and stops
+// the loops. Safe to call more than once.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	started := s.started
+	s.closed = true
+	s.mu.Unlock()
+	s.stopWG.Do(func() {
+		if !started {
+			for _, ln := range s.listeners {
+				for _, ls := range ln.socks {
+					_ = unix.Close(ls.fd)
+				}
+			}
+			for _, l := range s.loops {
+				l.ev.Stop()
+			}
+			s.runStopped()
+			return
+		}
+		s.onLoops(func(l *loop) {
+			l.closeListeners()
+			l.closeAll(ReasonShutdown)
+			l.flushCloses(nil)
+		})
+		for _, l := range s.loops {
+			l.ev.Stop()
+		}
+		s.wg.Wait()
+	})
+	return nil
+}

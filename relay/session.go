@@ -1,0 +1,473 @@
+package relay
+
+import (
+	"errors"
+	"net/netip"
+	"time"
+
+	"github.com/panjf2000/gnet/v2/pkg/netpoll"
+	"golang.org/x/sys/unix"
+
+	"github.com/relayd/relayd/connector"
+	"github.com/relayd/relayd/logging"
+	"github.com/relayd/relayd/timeout"
+)
+
+const (
+	sideClient uint8 = iota
+	sideUpstream
+)
+
+type sessState uint8
+
+const (
+	stConnecting sessState = iota // waiting for the connector; client bytes are buffered
+	stRelaying
+	stClosed
+)
+
+// endpoint is one socket of a session.
+type endpoint struct {
+	fd int   // -1 when absent
+	ev uint8 // interest registered in the poller
+}
+
+// dir is one direction of a session: bytes read from src, written to dst.
+// buf holds only what the destination could not take yet; it comes from the
+// server's pool and goes back as soon as it is drained, so an idle or
+// flowing session holds no buffer of its own.
+type dir struct {
+	buf      *[]byte
+	off, end int
+	eof      bool   // src sent FIN
+	shut     bool   // dst got shutdown(SHUT_WR): this direction is over
+	n        uint64 // bytes written to dst
+}
+
+func (d *dir) pending() int { return d.end - d.off }
+
+// session is one relayed connection pair. It belongs to its loop; every
+// method runs on the loop goroutine, except Connected (connector worker).
+type session struct {
+	loop  *loop
+	ln    *listener
+	gen   uint64
+	state sessState
+	c, u  endpoint
+	up    dir // client -> upstream
+	down  dir // upstream -> client
+
+	timer      timeout.Timer // idle / fin / drain deadline
+	began      time.Time
+	lastActive time.Time // loop clock: one tick of precision is plenty
+	halfAt     time.Time // first direction finished; zero until then
+	client     netip.AddrPort
+	upIdx      int // index of the connected upstream in ln's set, -1 if none
+	connectDur time.Duration
+	attempts   int
+
+	prev, next *session // loop's session list
+	req        connector.Request
+}
+
+// start registers a freshly accepted session on its loop and asks the
+// connector for an upstream. The loop owns s.c.fd from here on.
+func (s *session) start(now time.Time) {
+	l := s.loop
+	l.gen++
+	s.gen = l.gen
+	s.began, s.lastActive = now, now
+	s.upIdx = -1
+	s.u.fd = -1
+	s.timer.Init(s.onTimer)
+	l.sessions.push(s)
+	l.st.active.Add(1)
+	*l.ref(s.c.fd) = fdRef{s: s, side: sideClient}
+	if l.srv.cfg.NoDelay {
+		setNoDelay(s.c.fd)
+	}
+	ups := s.ln.ups.Load()
+	s.req = connector.Request{Addrs: ups.pick(), Tries: ups.tries, Handler: s, Cookie: s.gen}
+	s.state = stConnecting
+	if err := l.srv.cfg.Dialer.Submit(&s.req); err != nil {
+		s.close(ReasonRejectedQueueFull, true)
+		return
+	}
+	s.update()
+	l.ev.Wheel().Schedule(&s.timer, l.srv.cfg.IdleTimeout, now)
+}
+
+// Connected is called by a connector worker when the connect finished; it
+// hands the result to the session's loop. The connector never touches r
+// again, and the loop owns r.FD from the task on.
+func (s *session) Connected(r *connector.Request) {
+	if err := s.loop.ev.PostFunc(s.loop.connectedF, s); err != nil && r.FD >= 0 {
+		_ = unix.Close(r.FD) // the loop is gone: nobody else will
+		r.FD = -1
+	}
+}
+
+func (s *session) connected() {
+	r := &s.req
+	if s.state != stConnecting || r.Cookie != s.gen {
+		// The client went away meanwhile; the session is already counted.
+		if r.FD >= 0 {
+			_ = unix.Close(r.FD)
+		}
+		return
+	}
+	s.attempts = r.Attempts
+	s.connectDur = r.Latency
+	if r.Err != nil {
+		reason := ReasonConnectFailed
+		switch connector.Classify(r.Err) {
+		case connector.ClassTimeout:
+			reason = ReasonConnectTimeout
+		case connector.ClassRefused:
+			reason = ReasonRefused
+		}
+		s.close(reason, true)
+		return
+	}
+	l := s.loop
+	s.u.fd = r.FD
+	*l.ref(s.u.fd) = fdRef{s: s, side: sideUpstream}
+	ups := s.ln.ups.Load()
+	if s.upIdx = ups.index(r.Addr); s.upIdx >= 0 {
+		ups.active[s.upIdx].Add(1)
+	}
+	s.state = stRelaying
+	s.lastActive = l.ev.Now()
+	// Bytes the client sent before the upstream existed go first.
+	if s.up.pending() > 0 && !s.flush(&s.up, s.u.fd) {
+		return
+	}
+	if s.up.eof && s.up.pending() == 0 && !s.up.shut {
+		s.shutWrite(&s.up, s.u.fd)
+	}
+	s.update()
+}
+
+func (s *session) onEvent(side uint8, ev netpoll.IOEvent) {
+	s.lastActive = s.loop.ev.Now()
+	var ep *endpoint
+	var src, dst *dir // src: the direction this side feeds; dst: the one it drains
+	if side == sideClient {
+		ep, src, dst = &s.c, &s.up, &s.down
+	} else {
+		ep, src, dst = &s.u, &s.down, &s.up
+	}
+	errEv := ev&netpoll.ErrEvents != 0
+	if ep.ev&evWrite != 0 && (ev&netpoll.WriteEvents != 0 || errEv) {
+		if !s.flush(dst, ep.fd) {
+			return
+		}
+	}
+	if ep.ev&evRead != 0 && (ev&netpoll.ReadEvents != 0 || errEv) {
+		if !s.read(side, src) {
+			return
+		}
+	}
+	if s.state != stClosed {
+		s.update()
+	}
+}
+
+// read takes what side has for its peer. It reports false if the session was
+// closed.
+func (s *session) read(side uint8, d *dir) bool {
+	l := s.loop
+	srcFD := s.c.fd
+	if side == sideUpstream {
+		srcFD = s.u.fd
+	}
+	if s.state == stConnecting {
+		// No upstream yet: keep what arrives, up to one buffer, then stop
+		// reading (update drops read interest when the buffer is full).
+		if d.buf == nil {
+			d.buf = l.srv.getBuf()
+			l.st.bufsHeld.Add(1)
+		}
+		b := *d.buf
+		n, err := unix.Read(srcFD, b[d.end:])
+		return s.afterRead(d, n, err, side)
+	}
+	dstFD := s.u.fd
+	if side == sideUpstream {
+		dstFD = s.c.fd
+	}
+	// Relaying: read into the loop's scratch buffer and write straight on;
+	// only what the destination refuses is copied into a pooled buffer.
+	// A few rounds per event while the source keeps filling the buffer and
+	// the destination keeps up.
+	for range 4 {
+		n, err := unix.Read(srcFD, l.scratch)
+		if n <= 0 {
+			return s.afterRead(d, n, err, side)
+		}
+		w, werr := unix.Write(dstFD, l.scratch[:n])
+		if werr != nil {
+			if !errors.Is(werr, unix.EAGAIN) {
+				s.fail(werr)
+				return false
+			}
+			w = 0
+		}
+		s.count(d, side, w)
+		if w < n {
+			d.buf = l.srv.getBuf()
+			l.st.bufsHeld.Add(1)
+			d.off, d.end = 0, copy(*d.buf, l.scratch[w:n])
+			l.st.pauses.Add(1)
+			return true
+		}
+		if n < len(l.scratch) {
+			return true
+		}
+	}
+	return true
+}
+
+func (s *session) afterRead(d *dir, n int, err error, side uint8) bool {
+	switch {
+	case n > 0:
+		d.end += n
+		return true
+	case err == nil: // EOF: forward it once what is buffered has gone
+		d.eof = true
+		if d.pending() == 0 && s.state == stRelaying {
+			dstFD := s.u.fd
+			if side == sideUpstream {
+				dstFD = s.c.fd
+			}
+			return s.shutWrite(d, dstFD)
+		}
+		return true
+	case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
+		return true
+	}
+	s.fail(err)
+	return false
+}
+
+func (s *session) count(d *dir, side uint8, n int) {
+	if n <= 0 {
+		return
+	}
+	d.n += uint64(n)
+	if side == sideClient {
+		s.loop.st.bytesUp.Add(uint64(n))
+	} else {
+		s.loop.st.bytesDown.Add(uint64(n))
+	}
+}
+
+// flush writes d's pending bytes to fd. It reports false if the session was
+// closed.
+func (s *session) flush(d *dir, fd int) bool {
+	if d.pending() > 0 {
+		w, err := unix.Write(fd, (*d.buf)[d.off:d.end])
+		if err != nil {
+			if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+				return true
+			}
+			s.fail(err)
+			return false
+		}
+		side := sideClient // d's source
+		if d == &s.down {
+			side = sideUpstream
+		}
+		s.count(d, side, w)
+		if d.off += w; d.off < d.end {
+			return true
+		}
+		s.loop.srv.putBuf(d.buf)
+		s.loop.st.bufsHeld.Add(-1)
+		s.loop.st.resumes.Add(1)
+		d.buf, d.off, d.end = nil, 0, 0
+	}
+	if d.eof && !d.shut {
+		return s.shutWrite(d, fd)
+	}
+	return true
+}
+
+// shutWrite forwards a FIN: the direction is over. When both are, the
+// session ends; when one is, the fin timeout starts.
+func (s *session) shutWrite(d *dir, fd int) bool {
+	d.shut = true
+	if err := unix.Shutdown(fd, unix.SHUT_WR); err != nil && !errors.Is(err, unix.ENOTCONN) {
+		s.fail(err)
+		return false
+	}
+	if s.up.shut && s.down.shut {
+		s.close(ReasonEOF, false)
+		return false
+	}
+	if s.halfAt.IsZero() {
+		s.halfAt = s.loop.ev.Now()
+		s.rearm(s.halfAt)
+	}
+	return true
+}
+
+// fail ends the session after a socket error on either side: the peer of a
+// reset is reset too, so it learns the truth rather than a clean EOF.
+func (s *session) fail(err error) {
+	reason := ReasonError
+	if errors.Is(err, unix.ECONNRESET) || errors.Is(err, unix.EPIPE) {
+		reason = ReasonReset
+	}
+	s.close(reason, true)
+}
+
+// update registers exactly the interest the session's state calls for:
+// read a side only while its direction has nothing pending (so a slow peer
+// stops the fast one: TCP flow control does the rest), write a side only
+// while bytes wait for it.
+func (s *session) update() {
+	l := s.loop
+	var want uint8
+	if !s.up.eof {
+		if s.state == stConnecting {
+			if s.up.buf == nil || s.up.end < len(*s.up.buf) {
+				want |= evRead
+			}
+		} else if s.up.pending() == 0 {
+			want |= evRead
+		}
+	}
+	if s.down.pending() > 0 {
+		want |= evWrite
+	}
+	if err := l.setInterest(s.c.fd, &s.c.ev, want); err != nil {
+		s.fail(err)
+		return
+	}
+	if s.u.fd < 0 {
+		return
+	}
+	want = 0
+	if !s.down.eof && s.down.pending() == 0 {
+		want |= evRead
+	}
+	if s.up.pending() > 0 {
+		want |= evWrite
+	}
+	if err := l.setInterest(s.u.fd, &s.u.ev, want); err != nil {
+		s.fail(err)
+	}
+}
+
+// onTimer enforces the idle, fin and drain deadlines. Activity does not
+// touch the wheel: it only moves lastActive, and the timer re-arms itself for
+// what remains when it fires early.
+func (s *session) onTimer(now time.Time) {
+	if s.state == stClosed {
+		return
+	}
+	cfg := &s.loop.srv.cfg
+	if !s.halfAt.IsZero() && !now.Before(s.halfAt.Add(cfg.FinTimeout)) {
+		s.close(ReasonFinTimeout, false)
+		return
+	}
+	if s.state != stConnecting && !now.Before(s.lastActive.Add(cfg.IdleTimeout)) {
+		s.close(ReasonIdleTimeout, false)
+		return
+	}
+	s.rearm(now)
+}
+
+func (s *session) rearm(now time.Time) {
+	cfg := &s.loop.srv.cfg
+	next := s.lastActive.Add(cfg.IdleTimeout)
+	if s.state == stConnecting {
+		next = now.Add(cfg.IdleTimeout)
+	}
+	if !s.halfAt.IsZero() {
+		if f := s.halfAt.Add(cfg.FinTimeout); f.Before(next) {
+			next = f
+		}
+	}
+	s.loop.ev.Wheel().ScheduleAt(&s.timer, next)
+}
+
+// close ends the session: both fds leave the poller now and are closed after
+// this event round; with rst the client and upstream get a RST, not a FIN.
+func (s *session) close(reason Reason, rst bool) {
+	if s.state == stClosed {
+		return
+	}
+	l := s.loop
+	if s.state == stConnecting {
+		s.req.Cancel() // the connector still calls Connected; connected() closes any fd
+	}
+	s.state = stClosed
+	l.ev.Wheel().Stop(&s.timer)
+	for _, ep := range []*endpoint{&s.c, &s.u} {
+		if ep.fd < 0 {
+			continue
+		}
+		if ep.ev != 0 {
+			_ = l.ev.Poller().Delete(ep.fd)
+			ep.ev = 0
+		}
+		l.fds[ep.fd] = fdRef{}
+		if rst {
+			setLingerZero(ep.fd)
+		}
+		l.deferClose(ep.fd)
+	}
+	for _, d := range []*dir{&s.up, &s.down} {
+		if d.buf != nil {
+			l.srv.putBuf(d.buf)
+			l.st.bufsHeld.Add(-1)
+			d.buf = nil
+		}
+	}
+	if s.upIdx >= 0 {
+		s.ln.ups.Load().active[s.upIdx].Add(-1) // same set: a reload keeps counters per set
+	}
+	l.sessions.remove(s)
+	l.st.active.Add(-1)
+	l.st.closed[reason].Add(1)
+	s.ln.release()
+	l.srv.release()
+	if log := l.srv.cfg.Log; log.AccessEnabled() {
+		now := l.ev.Refresh()
+		var up netip.AddrPort
+		if s.attempts > 0 { // set by connected(): the connector is done with req
+			up = s.req.Addr
+		}
+		log.Access(&logging.AccessEntry{
+			Time: now, Listener: s.ln.cfg.Name, Client: s.client, Upstream: up, Loop: l.id,
+			Connect: s.connectDur, Duration: now.Sub(s.began), BytesUp: s.up.n, BytesDown: s.down.n,
+			Retries: max(s.attempts-1, 0), Reason: reason.String(),
+		})
+	}
+	s.c.fd, s.u.fd = -1, -1
+}
+
+// sessionList is an intrusive doubly linked list with a sentinel.
+type sessionList struct{ head session }
+
+func (sl *sessionList) init() { sl.head.prev, sl.head.next = &sl.head, &sl.head }
+
+func (sl *sessionList) push(s *session) {
+	s.prev, s.next = sl.head.prev, &sl.head
+	sl.head.prev.next = s
+	sl.head.prev = s
+}
+
+func (sl *sessionList) remove(s *session) {
+	s.prev.next, s.next.prev = s.next, s.prev
+	s.prev, s.next = nil, nil
+}
+
+func (sl *sessionList) first() *session {
+	if sl.head.next == &sl.head {
+		return nil
+	}
+	return sl.head.next
+}

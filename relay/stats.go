@@ -1,0 +1,121 @@
+package relay
+
+import "sync/atomic"
+
+// Reason says why a session ended. Every close is counted under one.
+type Reason uint8
+
+// Close reasons. Their String values are the access log's and the metrics'
+// label values.
+const (
+	ReasonEOF               Reason = iota // both directions finished cleanly
+	ReasonIdleTimeout                     // no byte either way for relay.idle_timeout
+	ReasonFinTimeout                      // half-closed for longer than relay.fin_timeout
+	ReasonConnectTimeout                  // every upstream attempt timed out
+	ReasonRefused                         // upstream refused (last attempt)
+	ReasonConnectFailed                   // unreachable, no local address, other connect errors
+	ReasonReset                           // a peer reset its connection (the other one is reset too)
+	ReasonError                           // another socket error on an established session
+	ReasonShutdown                        // closed by Close or at the end of the drain
+	ReasonRejectedQueueFull               // connector queue full: client rejected at once
+	ReasonRejectedLimit                   // limits.max_sessions (global or per listener) reached
+	numReasons
+)
+
+var reasonNames = [numReasons]string{
+	"eof", "idle_timeout", "fin_timeout", "connect_timeout", "refused", "connect_failed",
+	"reset", "error", "shutdown", "rejected_queue_full", "rejected_limit",
+}
+
+func (r Reason) String() string {
+	if r < numReasons {
+		return reasonNames[r]
+	}
+	return "unknown"
+}
+
+// Reasons lists every close reason, for exporters that want all label values
+// present from the start.
+func Reasons() []Reason {
+	rs := make([]Reason, numReasons)
+	for i := range rs {
+		rs[i] = Reason(i)
+	}
+	return rs
+}
+
+// Accept error kinds, counted per loop.
+const (
+	acceptEMFILE = iota
+	acceptENFILE
+	acceptENOBUFS
+	acceptOther
+	numAcceptErrs
+)
+
+var acceptErrNames = [numAcceptErrs]string{"emfile", "enfile", "enobufs", "other"}
+
+// counters is written only by the owning loop and read by Stats from any
+// goroutine, hence atomics without contention.
+type counters struct {
+	accepted     atomic.Uint64
+	active       atomic.Int64
+	closed       [numReasons]atomic.Uint64
+	acceptErrs   [numAcceptErrs]atomic.Uint64
+	bytesUp      atomic.Uint64 // client -> upstream, bytes written to the upstream
+	bytesDown    atomic.Uint64
+	pauses       atomic.Uint64 // a side stopped being read because its peer was not writable
+	resumes      atomic.Uint64
+	bufsHeld     atomic.Int64  // pooled buffers held by sessions right now
+	acceptPaused atomic.Uint64 // accept back-off episodes (EMFILE & co.)
+}
+
+// LoopStats is one loop's share of Stats.
+type LoopStats struct {
+	Active   int64
+	BufsHeld int64
+}
+
+// Stats is a snapshot of the server's counters, safe to take from any
+// goroutine at any time.
+type Stats struct {
+	Accepted      uint64
+	Active        int64
+	Closed        map[string]uint64 // by Reason.String()
+	AcceptErrors  map[string]uint64 // emfile, enfile, enobufs, other
+	AcceptBackoff uint64            // accept back-off episodes
+	BytesUp       uint64            // client -> upstream
+	BytesDown     uint64            // upstream -> client
+	Pauses        uint64            // backpressure: reads stopped
+	Resumes       uint64            // backpressure: reads resumed
+	BufsHeld      int64             // relay buffers held right now (each Config.BufferSize bytes)
+	Loops         []LoopStats
+}
+
+// ClosedTotal sums Closed over all reasons.
+func (s Stats) ClosedTotal() uint64 {
+	var n uint64
+	for _, v := range s.Closed {
+		n += v
+	}
+	return n
+}
+
+func (s *Stats) add(c *counters) {
+	s.Accepted += c.accepted.Load()
+	a, b := c.active.Load(), c.bufsHeld.Load()
+	s.Active += a
+	s.BufsHeld += b
+	for i := range c.closed {
+		s.Closed[reasonNames[i]] += c.closed[i].Load()
+	}
+	for i := range c.acceptErrs {
+		s.AcceptErrors[acceptErrNames[i]] += c.acceptErrs[i].Load()
+	}
+	s.AcceptBackoff += c.acceptPaused.Load()
+	s.BytesUp += c.bytesUp.Load()
+	s.BytesDown += c.bytesDown.Load()
+	s.Pauses += c.pauses.Load()
+	s.Resumes += c.resumes.Load()
+	s.Loops = append(s.Loops, LoopStats{Active: a, BufsHeld: b})
+}

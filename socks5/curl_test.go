@@ -1,0 +1,189 @@
+package socks5
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// miniServer drives Server over real sockets, blocking-style, the way the
+// relay loop will drive it non-blockingly. Names resolve only through names
+// (always to loopback), so no test traffic leaves 127.0.0.1.
+type miniServer struct {
+	ln    net.Listener
+	cfg   Config
+	names map[string]netip.Addr
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	raw   [][]byte // handshake bytes each client sent
+	errs  []error  // Feed's final result per session
+}
+
+func startMini(t *testing.T, cfg Config, names map[string]netip.Addr) *miniServer {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &miniServer{ln: ln, cfg: cfg, names: names}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			m.wg.Add(1)
+			go func() { defer m.wg.Done(); m.serve(c) }()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); m.wg.Wait() })
+	return m
+}
+
+func (m *miniServer) record(raw []byte, err error) {
+	m.mu.Lock()
+	m.raw = append(m.raw, raw)
+	m.errs = append(m.errs, err)
+	m.mu.Unlock()
+}
+
+func (m *miniServer) serve(c net.Conn) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	s := New(m.cfg)
+	buf := make([]byte, 0, MaxHandshake)
+	var raw []byte
+	for {
+		k, err := c.Read(buf[len(buf):cap(buf)])
+		if err != nil {
+			m.record(raw, err)
+			return
+		}
+		raw = append(raw, buf[len(buf):len(buf)+k]...)
+		buf = buf[:len(buf)+k]
+		n, out, ferr := s.Feed(buf, nil)
+		buf = append(buf[:0], buf[n:]...)
+		if ferr != nil && !errors.Is(ferr, ErrNeedMore) {
+			m.record(raw, ferr) // before the reply: the test reads it once curl exits
+			c.Write(out)
+			return
+		}
+		c.Write(out)
+		if ferr == nil {
+			break
+		}
+	}
+	req := s.Request()
+	target := req.Addr
+	if req.Host != "" {
+		a, ok := m.names[req.Host]
+		if !ok {
+			m.record(raw, fmt.Errorf("unknown name %q", req.Host))
+			c.Write(AppendReply(nil, HostUnreachable, netip.AddrPort{}))
+			return
+		}
+		target = netip.AddrPortFrom(a, req.Port)
+	}
+	if !target.Addr().IsLoopback() {
+		m.record(raw, fmt.Errorf("non-loopback target %v", target))
+		c.Write(AppendReply(nil, NotAllowed, netip.AddrPort{}))
+		return
+	}
+	up, err := net.DialTimeout("tcp", target.String(), 5*time.Second)
+	if err != nil {
+		m.record(raw, err)
+		c.Write(AppendReply(nil, DialReply(err), netip.AddrPort{}))
+		return
+	}
+	defer up.Close()
+	m.record(raw, nil)
+	c.Write(AppendReply(nil, Succeeded, up.LocalAddr().(*net.TCPAddr).AddrPort()))
+	up.Write(buf) // pipelined payload
+	go func() { io.Copy(up, c); up.(*net.TCPConn).CloseWrite() }()
+	io.Copy(c, up)
+}
+
+func TestCurl(t *testing.T) {
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		t.Skip("curl not installed")
+	}
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "hello via socks\n")
+	}))
+	defer web.Close()
+	webPort := web.Listener.Addr().(*net.TCPAddr).Port
+	names := map[string]netip.Addr{"example.test": netip.MustParseAddr("127.0.0.1")}
+
+	run := func(args ...string) (string, int) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, curl, append([]string{"-sS", "--max-time", "20"}, args...)...).CombinedOutput()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return string(out), ee.ExitCode()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(out), 0
+	}
+
+	noAuth := startMini(t, Config{}, names)
+	withAuth := startMini(t, Config{Verify: creds(t)}, names)
+	for _, tc := range []struct {
+		name   string
+		srv    *miniServer
+		args   []string
+		code   int
+		out    string
+		greet  string // hex prefix curl must have sent
+		result error
+	}{
+		{"hostname no auth", noAuth, []string{"--socks5-hostname", noAuth.ln.Addr().String(),
+			fmt.Sprintf("http://example.test:%d/", webPort)}, 0, "hello via socks\n", curlGreetNoAuth, nil},
+		{"ipv4 no auth", noAuth, []string{"--socks5", noAuth.ln.Addr().String(),
+			fmt.Sprintf("http://127.0.0.1:%d/", webPort)}, 0, "hello via socks\n", curlGreetNoAuth, nil},
+		{"hostname with auth", withAuth, []string{"--socks5-hostname", withAuth.ln.Addr().String(), "--proxy-user", "user:pass",
+			fmt.Sprintf("http://example.test:%d/", webPort)}, 0, "hello via socks\n", curlGreetAuth + curlAuth, nil},
+		{"wrong password", withAuth, []string{"--socks5-hostname", withAuth.ln.Addr().String(), "--proxy-user", "user:nope",
+			fmt.Sprintf("http://example.test:%d/", webPort)}, 97, "", curlGreetAuth, ErrAuthFailed},
+		{"no credentials", withAuth, []string{"--socks5-hostname", withAuth.ln.Addr().String(),
+			fmt.Sprintf("http://example.test:%d/", webPort)}, 97, "", curlGreetNoAuth, ErrNoAcceptableMethod},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.srv.mu.Lock()
+			before := len(tc.srv.errs)
+			tc.srv.mu.Unlock()
+			out, code := run(tc.args...)
+			if code != tc.code || (tc.code == 0 && out != tc.out) {
+				t.Fatalf("curl exit %d output %q; want %d %q", code, out, tc.code, tc.out)
+			}
+			// The session's record is written before the reply is sent, so it is there now.
+			tc.srv.mu.Lock()
+			defer tc.srv.mu.Unlock()
+			if len(tc.srv.errs) != before+1 {
+				t.Fatalf("sessions recorded: %d, want %d", len(tc.srv.errs), before+1)
+			}
+			raw, res := tc.srv.raw[before], tc.srv.errs[before]
+			if !errors.Is(res, tc.result) && !(tc.result == nil && res == nil) {
+				t.Fatalf("server result %v, want %v", res, tc.result)
+			}
+			if g := hex.EncodeToString(raw); !strings.HasPrefix(g, strings.ReplaceAll(tc.greet, " ", "")) {
+				t.Fatalf("curl sent %s, want prefix %s", g, tc.greet)
+			}
+		})
+	}
+}

@@ -1,0 +1,280 @@
+package configs
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// FieldError is one bad key or value. Key is the full key path as written in
+// the file ("relay.buffer_size", "listeners[0].upstreams[1]") or, for an
+// environment variable that names no key, the variable's name.
+type FieldError struct {
+	Key    string
+	Value  any // nil when the problem is the key itself, or a missing value
+	Reason string
+}
+
+// Error reads key first, then value, then why:
+// `relay.buffer_size: -1: must be between 1024 and 16777216`.
+func (e *FieldError) Error() string {
+	if e.Value == nil {
+		return e.Key + ": " + e.Reason
+	}
+	return e.Key + ": " + formatValue(e.Value) + ": " + e.Reason
+}
+
+// Is makes errors.Is(err, ErrInvalid) true.
+func (e *FieldError) Is(target error) bool { return target == ErrInvalid }
+
+func formatValue(v any) string {
+	switch x := v.(type) {
+	case string:
+		return strconv.Quote(x)
+	case []string:
+		q := make([]string, len(x))
+		for i, s := range x {
+			q[i] = strconv.Quote(s)
+		}
+		return "[" + strings.Join(q, ", ") + "]"
+	case time.Duration:
+		return formatDuration(x)
+	}
+	return fmt.Sprint(v)
+}
+
+func joinFieldErrors(errs []*FieldError) error {
+	out := make([]error, len(errs))
+	for i, e := range errs {
+		out[i] = e
+	}
+	return errors.Join(out...)
+}
+
+// Validate checks every value and returns all problems found, each a
+// *FieldError, joined with errors.Join; nil if the config is usable. It does
+// not change c: call SetDefaults first on a Config built in code.
+func (c *Config) Validate() error {
+	if errs := c.validate(); len(errs) > 0 {
+		return joinFieldErrors(errs)
+	}
+	return nil
+}
+
+// Bounds. They are generous; their job is to catch typos and units mixed up
+// (buffer_size: 32 meaning KiB), not to tune.
+const (
+	minBufferSize = 1 << 10
+	maxBufferSize = 16 << 20
+	maxLoops      = 1024
+	maxWorkers    = 256
+	maxInflight   = 1 << 16
+	maxQueue      = 1 << 20
+	maxBacklog    = 65535
+	minRingSize   = 64
+	maxRingSize   = 1 << 22
+	maxRetries    = 16
+	minTimeout    = time.Millisecond
+	maxTimeout    = 24 * time.Hour
+	maxIdle       = 7 * 24 * time.Hour
+)
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+type validator struct{ errs []*FieldError }
+
+func (v *validator) add(key string, val any, reason string, args ...any) {
+	if len(args) > 0 {
+		reason = fmt.Sprintf(reason, args...)
+	}
+	v.errs = append(v.errs, &FieldError{Key: key, Value: val, Reason: reason})
+}
+
+func (v *validator) intRange(key string, n, lo, hi int) {
+	if n < lo || n > hi {
+		v.add(key, n, "must be between %d and %d", lo, hi)
+	}
+}
+
+func (v *validator) durRange(key string, d, lo, hi time.Duration) {
+	if d < lo || d > hi {
+		v.add(key, d, "must be between %s and %s", formatDuration(lo), formatDuration(hi))
+	}
+}
+
+func (v *validator) oneOf(key, s string, allowed ...string) {
+	for _, a := range allowed {
+		if s == a {
+			return
+		}
+	}
+	v.add(key, s, "must be one of: %s", strings.Join(allowed, ", "))
+}
+
+func (c *Config) validate() []*FieldError {
+	v := &validator{}
+	c.validateListeners(v)
+
+	v.intRange("connector.workers", c.Connector.Workers, 1, maxWorkers)
+	v.intRange("connector.max_inflight", c.Connector.MaxInflight, 1, maxInflight)
+	v.intRange("connector.queue", c.Connector.Queue, 1, maxQueue)
+	v.durRange("connector.connect_timeout", c.Connector.ConnectTimeout, minTimeout, maxTimeout)
+
+	v.intRange("relay.loops", c.Relay.Loops, 0, maxLoops)
+	v.intRange("relay.buffer_size", c.Relay.BufferSize, minBufferSize, maxBufferSize)
+	v.durRange("relay.idle_timeout", c.Relay.IdleTimeout, minTimeout, maxIdle)
+	v.durRange("relay.fin_timeout", c.Relay.FinTimeout, minTimeout, maxTimeout)
+
+	v.oneOf("accept.mode", c.Accept.Mode, AcceptReusePort, AcceptSingle)
+	v.intRange("accept.backlog", c.Accept.Backlog, 1, maxBacklog)
+
+	if c.Limits.MaxSessions < 0 {
+		v.add("limits.max_sessions", c.Limits.MaxSessions, "must be 0 (unlimited) or more")
+	}
+	v.durRange("shutdown.timeout", c.Shutdown.Timeout, 0, maxTimeout)
+
+	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
+	v.oneOf("log.format", c.Log.Format, "json", "console")
+	if strings.TrimSpace(c.Log.Output) == "" {
+		v.add("log.output", c.Log.Output, "must be stderr, stdout or a file path")
+	}
+	v.intRange("log.ring_size", c.Log.RingSize, minRingSize, maxRingSize)
+
+	if c.Admin.Listen != "" {
+		ap, err := parseListen(c.Admin.Listen)
+		switch {
+		case err != nil:
+			v.add("admin.listen", c.Admin.Listen, "%v", err)
+		case !ap.Addr().IsLoopback() && !c.Admin.AllowRemote:
+			v.add("admin.listen", c.Admin.Listen, "not a loopback address; set admin.allow_remote: true to expose the admin endpoint")
+		default:
+			for i, l := range c.Listeners {
+				if lp, err := parseListen(l.Listen); err == nil && conflicts(ap, lp) {
+					v.add("admin.listen", c.Admin.Listen, "same address as listeners[%d].listen", i)
+				}
+			}
+		}
+	}
+	return v.errs
+}
+
+func (c *Config) validateListeners(v *validator) {
+	if len(c.Listeners) == 0 {
+		v.add("listeners", nil, "at least one listener is required (use --listen/--upstream or a config file)")
+		return
+	}
+	names := map[string]int{}
+	bound := map[int]netip.AddrPort{}
+	for i, l := range c.Listeners {
+		p := "listeners[" + strconv.Itoa(i) + "]."
+		switch j, dup := names[l.Name]; {
+		case !nameRE.MatchString(l.Name):
+			v.add(p+"name", l.Name, "must be 1-64 letters, digits, '_', '.', '-', starting with a letter or digit")
+		case dup:
+			v.add(p+"name", l.Name, "same name as listeners[%d]", j)
+		default:
+			names[l.Name] = i
+		}
+
+		if ap, err := parseListen(l.Listen); err != nil {
+			v.add(p+"listen", l.Listen, "%v", err)
+		} else {
+			for j := range i {
+				if bp, ok := bound[j]; ok && conflicts(ap, bp) {
+					v.add(p+"listen", l.Listen, "overlaps listeners[%d].listen %q", j, c.Listeners[j].Listen)
+					break
+				}
+			}
+			bound[i] = ap
+		}
+
+		switch l.Mode {
+		case ModeForward:
+			if len(l.Upstreams) == 0 {
+				v.add(p+"upstreams", l.Upstreams, "at least one upstream is required")
+			}
+		case ModeSOCKS5, ModeHTTPConnect:
+			v.add(p+"mode", l.Mode, "not supported yet; only %s", ModeForward)
+		default:
+			v.add(p+"mode", l.Mode, "must be one of: %s", ModeForward)
+		}
+		for j, u := range l.Upstreams {
+			if err := checkUpstream(u); err != nil {
+				v.add(p+"upstreams["+strconv.Itoa(j)+"]", u, "%v", err)
+			}
+		}
+		v.oneOf(p+"balance", l.Balance, BalanceRoundRobin, BalanceLeastConn)
+		v.intRange(p+"retries", l.Retries, 0, maxRetries)
+		if l.MaxSessions < 0 {
+			v.add(p+"max_sessions", l.MaxSessions, "must be 0 (no per-listener cap) or more")
+		}
+	}
+}
+
+// splitHostPort is net.SplitHostPort plus a numeric port check: service
+// names ("http") would need a lookup.
+func splitHostPort(s string) (string, uint16, error) {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return "", 0, errors.New("must be host:port (an IPv6 host in brackets: [::1]:7000)")
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return "", 0, fmt.Errorf("port %q must be a number from 0 to 65535", port)
+	}
+	return host, uint16(n), nil
+}
+
+// parseListen accepts "ip:port" and ":port" (all addresses; returned as the
+// IPv6 unspecified address, which on Linux also takes IPv4). Port 0 asks the
+// kernel for a free port.
+func parseListen(s string) (netip.AddrPort, error) {
+	host, port, err := splitHostPort(s)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	if host == "" {
+		return netip.AddrPortFrom(netip.IPv6Unspecified(), port), nil
+	}
+	addr, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("host %q must be an IP address or empty for all addresses (names are not resolved)", host)
+	}
+	return netip.AddrPortFrom(addr, port), nil
+}
+
+// conflicts reports whether two listen addresses would take the same port:
+// equal, or one is a wildcard of the same port. Port 0 never conflicts.
+func conflicts(a, b netip.AddrPort) bool {
+	if a.Port() != b.Port() || a.Port() == 0 {
+		return false
+	}
+	aa, ba := a.Addr().Unmap(), b.Addr().Unmap()
+	return aa == ba || aa.IsUnspecified() || ba.IsUnspecified()
+}
+
+func checkUpstream(s string) error {
+	host, port, err := splitHostPort(s)
+	if err != nil {
+		return err
+	}
+	if host == "" {
+		return errors.New("host is required")
+	}
+	addr, err := netip.ParseAddr(host)
+	if err != nil {
+		return fmt.Errorf("host %q must be an IP address (names are not resolved yet)", host)
+	}
+	if addr.Unmap().IsUnspecified() {
+		return fmt.Errorf("host %s is the unspecified address; name the host to connect to", host)
+	}
+	if port == 0 {
+		return errors.New("port must be from 1 to 65535")
+	}
+	return nil
+}

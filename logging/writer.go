@@ -1,0 +1,223 @@
+package logging
+
+import (
+	"fmt"
+	"runtime"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// maxBatchBytes bounds one write to the output. Slots are released as soon
+// as they are copied into the batch, before the write, so producers can
+// refill the ring while the writer waits on the output.
+const maxBatchBytes = 64 << 10
+
+// run is the writer goroutine: the only reader of the ring and the only
+// user of l.out. It exits after Close once the ring is empty.
+func (l *Logger) run() {
+	w := writer{
+		l:     l,
+		acc:   l.enc.Clone(),
+		batch: make([]byte, 0, maxBatchBytes+4096),
+		last:  time.Now(),
+	}
+	w.accFields = []zapcore.Field{zap.Inline(&w.am)}
+	ticker := time.NewTicker(l.cfg.DropReport)
+	defer ticker.Stop()
+	stopping := false
+	spins := 0
+	for {
+		if w.drain() > 0 {
+			spins = 0
+			select { // a busy writer still reports drops
+			case now := <-ticker.C:
+				w.reportDrops(now)
+			default:
+			}
+			continue
+		}
+		if l.r.pending() > 0 {
+			// A producer has claimed the tail slot but not yet published
+			// it (it was preempted between the two steps). It will finish
+			// shortly; back off politely instead of sleeping on wake.
+			spins++
+			if spins < 64 {
+				runtime.Gosched()
+			} else {
+				time.Sleep(20 * time.Microsecond)
+			}
+			continue
+		}
+		if stopping {
+			w.finish()
+			return
+		}
+		l.sleeping.Store(true)
+		if l.r.pending() > 0 {
+			l.sleeping.Store(false)
+			continue
+		}
+		select {
+		case <-l.wake:
+		case now := <-ticker.C:
+			w.reportDrops(now)
+		case <-l.stop:
+			stopping = true
+		}
+		l.sleeping.Store(false)
+	}
+}
+
+// writer holds the writer goroutine's reusable state.
+type writer struct {
+	l         *Logger
+	acc       zapcore.Encoder // clone of the base encoder for access lines
+	am        accessMarshaler
+	accFields []zapcore.Field
+	batch     []byte
+	n         uint64 // entries in batch
+
+	last        time.Time // last drop report
+	lastDropped uint64
+}
+
+// drain moves published entries into the batch and writes it; it returns
+// how many entries it took.
+func (w *writer) drain() uint64 {
+	r := w.l.r
+	w.batch = w.batch[:0]
+	w.n = 0
+	for len(w.batch) < maxBatchBytes {
+		s, ok := r.peek()
+		if !ok {
+			break
+		}
+		switch s.kind {
+		case kindLog:
+			w.batch = append(w.batch, s.buf...)
+		case kindAccess:
+			w.appendAccess(&s.acc)
+		}
+		r.release(s)
+		w.n++
+	}
+	if w.n == 0 {
+		return 0
+	}
+	n := w.n
+	w.write()
+	w.l.flushed.Store(r.tail.Load())
+	w.notifyFlushers()
+	return n
+}
+
+func (w *writer) appendAccess(e *AccessEntry) {
+	w.am.e = e
+	buf, err := w.acc.EncodeEntry(zapcore.Entry{
+		Level:      zapcore.InfoLevel,
+		Time:       e.Time,
+		LoggerName: AccessLoggerName,
+		Message:    AccessMessage,
+	}, w.accFields)
+	w.am.e = nil
+	if err != nil {
+		w.l.dropped.Add(1)
+		w.n-- // not in the batch
+		return
+	}
+	w.batch = append(w.batch, buf.Bytes()...)
+	buf.Free()
+}
+
+func (w *writer) write() {
+	if len(w.batch) == 0 {
+		return
+	}
+	if _, err := w.l.out.Write(w.batch); err != nil {
+		w.l.wErrs.Add(1)
+		w.l.dropped.Add(w.n)
+	} else {
+		w.l.written.Add(w.n)
+	}
+	if cap(w.batch) > 4*maxBatchBytes { // an oversize line grew it
+		w.batch = make([]byte, 0, maxBatchBytes+4096)
+	}
+}
+
+func (w *writer) notifyFlushers() {
+	l := w.l
+	f := l.flushed.Load()
+	l.mu.Lock()
+	keep := l.waiters[:0]
+	for _, fw := range l.waiters {
+		if f >= fw.target {
+			close(fw.ch)
+		} else {
+			keep = append(keep, fw)
+		}
+	}
+	clear(l.waiters[len(keep):])
+	l.waiters = keep
+	l.mu.Unlock()
+}
+
+// reportDrops writes "dropped N log entries in the last P" when entries
+// were dropped since the previous report. It is written directly, not
+// through the ring, so it cannot itself be dropped for lack of room.
+func (w *writer) reportDrops(now time.Time) {
+	d := w.l.dropped.Load()
+	delta := d - w.lastDropped
+	elapsed := now.Sub(w.last)
+	w.lastDropped, w.last = d, now
+	if delta == 0 {
+		return
+	}
+	if elapsed >= time.Second {
+		elapsed = elapsed.Round(time.Second)
+	} else {
+		elapsed = elapsed.Round(time.Millisecond)
+	}
+	buf, err := w.acc.EncodeEntry(zapcore.Entry{
+		Level:      zapcore.WarnLevel,
+		Time:       now,
+		LoggerName: "logging",
+		Message:    fmt.Sprintf("dropped %d log entries in the last %s", delta, elapsed),
+	}, []zapcore.Field{zap.Uint64("dropped", delta), zap.Uint64("dropped_total", d)})
+	if err != nil {
+		return
+	}
+	w.batch = append(w.batch[:0], buf.Bytes()...)
+	buf.Free()
+	w.n = 1
+	w.write()
+}
+
+// finish runs once the ring is empty after Close: sync and close the
+// output, then release everyone waiting.
+func (w *writer) finish() {
+	l := w.l
+	w.reportDrops(time.Now())
+	err := l.out.Sync()
+	if l.syncStd {
+		err = nil // stderr/stdout on a pipe or tty: EINVAL, as zap issue #370
+	}
+	if l.closeOut != nil {
+		if cerr := l.closeOut(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		err = fmt.Errorf("logging: close output: %w", err)
+	}
+	l.exitErr = err
+	l.exited.Store(true)
+	l.mu.Lock()
+	for _, fw := range l.waiters {
+		close(fw.ch)
+	}
+	l.waiters = nil
+	l.mu.Unlock()
+	close(l.done)
+}

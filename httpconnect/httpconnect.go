@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"sync"
 	"syscall"
 
 	"github.com/relayd/relayd/auth"
@@ -206,7 +207,7 @@ func parseAuthority(t []byte) (Request, error) {
 		return Request{}, err
 	}
 	if isIPv4Literal(host) {
-		a, ok := parseAddr(host)
+		a, ok := parseIPv4(host)
 		if !ok {
 			return Request{}, ErrBadTarget
 		}
@@ -228,6 +229,32 @@ func isIPv4Literal(b []byte) bool {
 		}
 	}
 	return true
+}
+
+// parseIPv4 parses a strict dotted quad (no leading zeros) without allocating.
+func parseIPv4(s []byte) (netip.Addr, bool) {
+	var a [4]byte
+	k, v, digits := 0, 0, 0
+	for i := 0; i <= len(s); i++ {
+		if i == len(s) || s[i] == '.' {
+			if digits == 0 || k > 3 {
+				return netip.Addr{}, false
+			}
+			a[k], k, v, digits = byte(v), k+1, 0, 0
+			continue
+		}
+		if !isDigit(s[i]) || (digits == 1 && v == 0) {
+			return netip.Addr{}, false // a non-digit or a leading zero
+		}
+		v, digits = v*10+int(s[i]-'0'), digits+1
+		if v > 255 {
+			return netip.Addr{}, false
+		}
+	}
+	if k != 4 {
+		return netip.Addr{}, false
+	}
+	return netip.AddrFrom4(a), true
 }
 
 func parseAddr(b []byte) (netip.Addr, bool) {
@@ -321,7 +348,13 @@ func checkBasic(v []byte, verify auth.Verifier) error {
 	if len(enc) == 0 || len(enc) > maxBasic {
 		return ErrAuthFailed
 	}
-	var buf [maxBasic / 4 * 3]byte
+	// The decoded bytes go to an opaque Verifier, so a stack array would
+	// escape to the heap on every request: reuse pooled ones instead.
+	buf := basicBufs.Get().(*[maxBasic / 4 * 3]byte)
+	defer func() {
+		clear(buf[:])
+		basicBufs.Put(buf)
+	}()
 	n, err := base64.StdEncoding.Decode(buf[:], enc)
 	if err != nil {
 		return ErrAuthFailed
@@ -332,6 +365,8 @@ func checkBasic(v []byte, verify auth.Verifier) error {
 	}
 	return nil
 }
+
+var basicBufs = sync.Pool{New: func() any { return new([maxBasic / 4 * 3]byte) }}
 
 func trimOWS(b []byte) []byte {
 	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {

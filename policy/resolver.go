@@ -89,7 +89,8 @@ func NewResolver(cfg ResolverConfig) (*Resolver, error) {
 // resolver goroutine (never inside Resolve), with every address the name
 // has (IPv4-mapped ones unmapped, order kept) or an error; it must not block
 // and should hand the result to the session's loop (e.g. via its task
-// queue). Resolve itself never blocks: a full queue returns ErrQueueFull,
+// queue); it must not call Close (Close waits for the worker running it).
+// Resolve itself never blocks: a full queue returns ErrQueueFull,
 // and then done is not called.
 func (r *Resolver) Resolve(host string, done func([]netip.Addr, error)) error {
 	if !ValidHostname([]byte(host)) {

@@ -109,7 +109,7 @@ type srcEntry struct {
 type limiterShard struct {
 	mu sync.Mutex
 	m  map[netip.Addr]srcEntry // mu guards m
-	_  [40]byte                // keep shards' locks on separate cache lines
+	_  [48]byte                // 64 bytes per shard: locks on separate cache lines
 }
 
 // SourceLimiter enforces per-source concurrency and new-session rate. It is

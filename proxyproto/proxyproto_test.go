@@ -60,6 +60,8 @@ func vectors(t testing.TB) []vector {
 			Header{Version: V2, Command: Proxy, Family: INET6, Src: ap("[2001:db8::1]:8080"), Dst: ap("[::1]:443")}},
 		{"v2 local", unhex(t, "0d0a0d0a000d0a515549540a 2000 0000"), Any, Header{Version: V2, Command: Local}},
 		{"v2 local ignores block", unhex(t, "0d0a0d0a000d0a515549540a 20ff 0003 010203"), V2, Header{Version: V2, Command: Local}},
+		{"v2 unix", unhex(t, "0d0a0d0a000d0a515549540a 2131 00d8"+strings.Repeat("00", 216)), V2,
+			Header{Version: V2, Command: Proxy, Family: Unix}},
 		{"v2 unspec", unhex(t, "0d0a0d0a000d0a515549540a 2100 0000"), V2, Header{Version: V2, Command: Proxy}},
 		{"v2 tlvs", unhex(t, "0d0a0d0a000d0a515549540a 2111 0016 7f000001 7f000002 0001 0002 "+
 			"0400 00 0200 04 61626364"), V2,

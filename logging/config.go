@@ -35,6 +35,10 @@ type Config struct {
 	EntryBytes int
 	// Access turns the per-session access log on (log.access).
 	Access bool
+	// Caller adds the calling file:line to ordinary lines (log.caller).
+	// Off by default: zap's caller lookup walks the stack and allocates
+	// on every line.
+	Caller bool
 	// FlushTimeout bounds Close and Sync (log.flush_timeout); 0 means 2s.
 	FlushTimeout time.Duration
 	// MaxSizeMB is the size at which a file output is rotated

@@ -14,7 +14,7 @@
 //	lg.Close(ctx)                                        // on shutdown, after the loops stop
 //
 // Config keys (read by the config package): log.level, log.format,
-// log.output, log.ring_size, log.entry_bytes, log.access,
+// log.output, log.ring_size, log.entry_bytes, log.access, log.caller,
 // log.flush_timeout, log.max_size_mb, log.max_backups, log.max_age_days,
 // log.drop_report, log.sample_initial, log.sample_thereafter. Zero values
 // mean "the sensible default"; see Config.
@@ -79,6 +79,14 @@
 // without closing; they block, so relay loops must not call them. Lines
 // at DPanic level and above trigger a bounded flush, as zap's own core
 // syncs before a crash.
+//
+// # Reload
+//
+// On SIGHUP, change the running Logger with SetLevel and SetAccess rather
+// than building a new one: lumberjack v2.2.1 starts one goroutine per
+// file Logger that its Close never stops (natefinch/lumberjack#56, #205),
+// so every rebuilt file logger would leak one idle goroutine. Changing
+// log.output or log.format needs a restart (or accepts that leak).
 //
 // # Concurrency
 //

@@ -132,7 +132,7 @@ func newLogger(c Config, out zapcore.WriteSyncer, closeOut func() error, std boo
 			}))
 	}
 	l.z = zap.New(core,
-		zap.AddCaller(),
+		zap.WithCaller(c.Caller),
 		zap.AddStacktrace(zapcore.DPanicLevel),
 		// zap reports its own write/encode errors here; by default that is
 		// a locked, synchronous stderr, which is exactly the stall we avoid.

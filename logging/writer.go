@@ -1,8 +1,10 @@
 package logging
 
 import (
+	"errors"
 	"fmt"
 	"runtime"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -200,8 +202,10 @@ func (w *writer) finish() {
 	l := w.l
 	w.reportDrops(time.Now())
 	err := l.out.Sync()
-	if l.syncStd {
-		err = nil // stderr/stdout on a pipe or tty: EINVAL, as zap issue #370
+	if l.syncStd || errors.Is(err, syscall.EINVAL) {
+		// fsync on a pipe, socket or tty fails with EINVAL and means
+		// nothing there (zap issue #370); stderr/stdout errors are ignored.
+		err = nil
 	}
 	if l.closeOut != nil {
 		if cerr := l.closeOut(); err == nil {

@@ -1,0 +1,541 @@
+//go:build linux
+
+package connector
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"golang.org/x/sys/unix"
+)
+
+func TestMain(m *testing.M) {
+	// The Go runtime opens its own epoll fd and eventfd on first network
+	// use; open them now so that fd counts taken in tests are comparable.
+	if ln, err := net.Listen("tcp4", "127.0.0.1:0"); err == nil {
+		ln.Close()
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// Acceptance: N requests to a real listener all connect; each fd is usable,
+// non-blocking, close-on-exec and has TCP_NODELAY; the handler runs once each.
+func TestConnectSuccess(t *testing.T) {
+	const n = 2000
+	srv := newEchoServer(t, "tcp4", "127.0.0.1:0")
+	p := newPool(t, Config{NoDelay: true})
+	h := newRecorder(n)
+	reqs := make([]Request, n)
+	for i := range reqs {
+		reqs[i] = Request{Addrs: []netip.AddrPort{srv.addr}, Handler: h, Cookie: uint64(i)}
+		if err := p.Submit(&reqs[i]); err != nil {
+			t.Fatalf("submit %d: %v", i, err)
+		}
+	}
+	for _, r := range h.wait(t, n, 60*time.Second) {
+		if r.Err != nil || r.FD < 0 {
+			t.Fatalf("request %d: fd %d err %v", r.Cookie, r.FD, r.Err)
+		}
+		if r != &reqs[r.Cookie] || r.Addr != srv.addr || r.Attempts != 1 || r.Latency <= 0 {
+			t.Fatalf("request %d: addr %v attempts %d latency %v", r.Cookie, r.Addr, r.Attempts, r.Latency)
+		}
+		fl, _ := unix.FcntlInt(uintptr(r.FD), unix.F_GETFL, 0)
+		fdfl, _ := unix.FcntlInt(uintptr(r.FD), unix.F_GETFD, 0)
+		nd, _ := unix.GetsockoptInt(r.FD, unix.IPPROTO_TCP, unix.TCP_NODELAY)
+		if fl&unix.O_NONBLOCK == 0 || fdfl&unix.FD_CLOEXEC == 0 || nd == 0 {
+			t.Fatalf("request %d: flags %#x fdflags %#x nodelay %d", r.Cookie, fl, fdfl, nd)
+		}
+		if err := roundTrip(r.FD, byte(r.Cookie)); err != nil {
+			t.Fatalf("request %d: round trip: %v", r.Cookie, err)
+		}
+		unix.Close(r.FD)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	h.checkOnce(t, n)
+	st := p.Stats()
+	if st.Connected != n || st.Attempts != n || st.Submitted != n || st.Completed() != n ||
+		st.LatencyCount != n || st.Queued != 0 || sum(st.Inflight) != 0 || sum(st.Failures[:]) != 0 {
+		t.Fatalf("stats: %+v", st)
+	}
+	var nb uint64
+	for _, b := range st.LatencyBuckets {
+		nb += b
+	}
+	if nb != n || st.LatencySum <= 0 {
+		t.Fatalf("latency histogram holds %d, sum %v", nb, st.LatencySum)
+	}
+	for i, hw := range st.InflightHighWater {
+		if hw < 1 || hw > DefaultMaxInflight {
+			t.Fatalf("worker %d high water %d", i, hw)
+		}
+	}
+}
+
+func TestConnectIPv6Loopback(t *testing.T) {
+	if _, err := netip.ParseAddr("::1"); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err == nil {
+		err = unix.Bind(fd, &unix.SockaddrInet6{Addr: netip.IPv6Loopback().As16()})
+		unix.Close(fd)
+	}
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	srv := newEchoServer(t, "tcp6", "[::1]:0")
+	p := newPool(t, Config{})
+	h := newRecorder(1)
+	r := &Request{Addrs: []netip.AddrPort{srv.addr}, Handler: h}
+	if err := p.Submit(r); err != nil {
+		t.Fatal(err)
+	}
+	h.wait(t, 1, 10*time.Second)
+	if r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	defer unix.Close(r.FD)
+	if err := roundTrip(r.FD, 6); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Acceptance: refused upstream first, good second — every request connects
+// through the second, and each refusal is counted.
+func TestFailoverRefusedThenGood(t *testing.T) {
+	const n = 500
+	srv := newEchoServer(t, "tcp4", "127.0.0.1:0")
+	bad := refusedAddr(t)
+	p := newPool(t, Config{})
+	h := newRecorder(n)
+	reqs := make([]Request, n)
+	for i := range reqs {
+		reqs[i] = Request{Addrs: []netip.AddrPort{bad, srv.addr}, Handler: h, Cookie: uint64(i)}
+		if err := p.Submit(&reqs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, r := range h.wait(t, n, 60*time.Second) {
+		if r.Err != nil || r.FD < 0 || r.Attempts != 2 || r.Addr != srv.addr {
+			t.Fatalf("request %d: fd %d err %v attempts %d addr %v", r.Cookie, r.FD, r.Err, r.Attempts, r.Addr)
+		}
+		unix.Close(r.FD)
+	}
+	p.Close()
+	h.checkOnce(t, n)
+	st := p.Stats()
+	if st.Failures[ClassRefused] != n || st.Attempts != 2*n || st.Connected != n || st.Failed != 0 {
+		t.Fatalf("refused %d attempts %d connected %d failed %d", st.Failures[ClassRefused], st.Attempts, st.Connected, st.Failed)
+	}
+}
+
+// All tries refused: the errno comes back as *os.SyscallError, Tries wraps
+// around Addrs, and every attempt is counted.
+func TestAllRefused(t *testing.T) {
+	bad := refusedAddr(t)
+	p := newPool(t, Config{Workers: 1})
+	h := newRecorder(1)
+	r := &Request{Addrs: []netip.AddrPort{bad}, Tries: 3, Handler: h}
+	if err := p.Submit(r); err != nil {
+		t.Fatal(err)
+	}
+	h.wait(t, 1, 10*time.Second)
+	var se *os.SyscallError
+	if !errors.Is(r.Err, syscall.ECONNREFUSED) || !errors.As(r.Err, &se) || Classify(r.Err) != ClassRefused {
+		t.Fatalf("err %#v", r.Err)
+	}
+	if r.FD != -1 || r.Attempts != 3 || r.Addr != bad {
+		t.Fatalf("fd %d attempts %d addr %v", r.FD, r.Attempts, r.Addr)
+	}
+	p.Close()
+	if st := p.Stats(); st.Failures[ClassRefused] != 3 || st.Failed != 1 || st.Attempts != 3 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// Acceptance: a connect to a listener whose accept queue is full completes
+// with ErrTimeout after ConnectTimeout (never early; median within +20% and a
+// tick), counted as timeout.
+func TestConnectTimeout(t *testing.T) {
+	const n, to, tick = 10, 300 * time.Millisecond, 10 * time.Millisecond
+	hang := hangingAddr(t)
+	p := newPool(t, Config{Workers: 1, MaxInflight: n, ConnectTimeout: to, Tick: tick})
+	h := newRecorder(n)
+	reqs := make([]Request, n)
+	for i := range reqs {
+		reqs[i] = Request{Addrs: []netip.AddrPort{hang}, Handler: h, Cookie: uint64(i)}
+		if err := p.Submit(&reqs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var lat []time.Duration
+	for _, r := range h.wait(t, n, 30*time.Second) {
+		if r.Err != ErrTimeout || r.FD != -1 || r.Attempts != 1 || Classify(r.Err) != ClassTimeout {
+			t.Fatalf("request %d: err %v fd %d attempts %d", r.Cookie, r.Err, r.FD, r.Attempts)
+		}
+		lat = append(lat, r.Latency)
+	}
+	if lo := slices.Min(lat); lo < to*8/10 {
+		t.Fatalf("timed out early: min %v, want ≥ %v", lo, to*8/10)
+	}
+	if m := median(lat); m > to*12/10+tick {
+		t.Fatalf("median timeout %v, want ≤ %v", m, to*12/10+tick)
+	}
+	p.Close()
+	h.checkOnce(t, n)
+	if st := p.Stats(); st.Failures[ClassTimeout] != n || st.Failed != n || st.Connected != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// Acceptance: no more than MaxInflight connects are ever in flight. With 10
+// hanging requests, one worker and MaxInflight 2, they time out in five
+// rounds of two: the high water mark is exactly 2, the k-th completion comes
+// no sooner than ⌈k/2⌉ timeouts, and no handler ever sees more than 2 in
+// flight.
+func TestInflightCap(t *testing.T) {
+	const n, to = 10, 200 * time.Millisecond
+	hang := hangingAddr(t)
+	p := newPool(t, Config{Workers: 1, MaxInflight: 2, ConnectTimeout: to})
+	h := &capRecorder{recorder: newRecorder(n), p: p}
+	reqs := make([]Request, n)
+	for i := range reqs {
+		reqs[i] = Request{Addrs: []netip.AddrPort{hang}, Handler: h, Cookie: uint64(i)}
+		if err := p.Submit(&reqs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var lat []time.Duration
+	for _, r := range h.wait(t, n, 60*time.Second) {
+		if r.Err != ErrTimeout {
+			t.Fatalf("request %d: %v", r.Cookie, r.Err)
+		}
+		lat = append(lat, r.Latency)
+	}
+	slices.Sort(lat)
+	for k, d := range lat {
+		if round := time.Duration(k/2 + 1); d < round*to*8/10 {
+			t.Fatalf("completion %d after %v: more than 2 connects ran at once (%v)", k, d, lat)
+		}
+	}
+	p.Close()
+	h.checkOnce(t, n)
+	st := p.Stats()
+	if hw := st.InflightHighWater[0]; hw != 2 {
+		t.Fatalf("high water %d, want exactly 2", hw)
+	}
+	if m := h.maxSeen.Load(); m > 2 || m < 1 {
+		t.Fatalf("handlers saw up to %d in flight", m)
+	}
+	if st.Failures[ClassTimeout] != n {
+		t.Fatalf("timeouts counted %d", st.Failures[ClassTimeout])
+	}
+}
+
+type capRecorder struct {
+	*recorder
+	p       *Pool
+	maxSeen atomicMax
+}
+
+func (h *capRecorder) Connected(r *Request) {
+	h.maxSeen.observe(int64(h.p.Stats().Inflight[0]))
+	h.recorder.Connected(r)
+}
+
+// Timeout is per attempt and fails over: hanging first, good second.
+func TestFailoverAfterTimeout(t *testing.T) {
+	const n, to = 6, 150 * time.Millisecond
+	hang := hangingAddr(t)
+	srv := newEchoServer(t, "tcp4", "127.0.0.1:0")
+	p := newPool(t, Config{})
+	h := newRecorder(n)
+	reqs := make([]Request, n)
+	for i := range reqs {
+		reqs[i] = Request{Addrs: []netip.AddrPort{hang, srv.addr}, Timeout: to, Handler: h, Cookie: uint64(i)}
+		if err := p.Submit(&reqs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, r := range h.wait(t, n, 30*time.Second) {
+		if r.Err != nil || r.Attempts != 2 || r.Addr != srv.addr || r.Latency < to*8/10 {
+			t.Fatalf("request %d: err %v attempts %d addr %v latency %v", r.Cookie, r.Err, r.Attempts, r.Addr, r.Latency)
+		}
+		if err := roundTrip(r.FD, 1); err != nil {
+			t.Fatal(err)
+		}
+		unix.Close(r.FD)
+	}
+	p.Close()
+	if st := p.Stats(); st.Failures[ClassTimeout] != n || st.Connected != n {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// Queue overflow: with both slots stuck on hanging connects and 5 queued,
+// further Submits fail at once with ErrQueueFull and are counted; Close then
+// completes all 7 accepted requests with ErrClosed.
+func TestQueueFull(t *testing.T) {
+	hang := hangingAddr(t)
+	p := newPool(t, Config{Workers: 1, MaxInflight: 2, Queue: 5, ConnectTimeout: time.Minute})
+	h := newRecorder(9)
+	reqs := make([]Request, 9)
+	for i := range reqs {
+		reqs[i] = Request{Addrs: []netip.AddrPort{hang}, Handler: h, Cookie: uint64(i)}
+	}
+	for i := 0; i < 2; i++ {
+		if err := p.Submit(&reqs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 10*time.Second, "2 in flight", func() bool { return p.Stats().Inflight[0] == 2 })
+	for i := 2; i < 7; i++ {
+		if err := p.Submit(&reqs[i]); err != nil {
+			t.Fatalf("submit %d: %v", i, err)
+		}
+	}
+	for i := 7; i < 9; i++ {
+		if err := p.Submit(&reqs[i]); !errors.Is(err, ErrQueueFull) {
+			t.Fatalf("submit %d: %v, want ErrQueueFull", i, err)
+		}
+	}
+	st := p.Stats()
+	if st.QueueRejected != 2 || st.Queued != 5 || st.Submitted != 7 || st.Completed() != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range h.wait(t, 7, 10*time.Second) {
+		if r.Err != ErrClosed || r.FD != -1 || r.Cookie >= 7 {
+			t.Fatalf("request %d: %v", r.Cookie, r.Err)
+		}
+	}
+	h.checkOnce(t, 7)
+	if st := p.Stats(); st.Closed != 7 || st.Queued != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// Cancel while queued completes at once without connecting; Cancel in flight
+// completes with ErrCanceled and the connector closes the socket.
+func TestCancel(t *testing.T) {
+	hang := hangingAddr(t)
+	before := fdCount(t)
+	p, err := New(Config{Workers: 1, MaxInflight: 1, ConnectTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newRecorder(2)
+	r0 := &Request{Addrs: []netip.AddrPort{hang}, Handler: h, Cookie: 0}
+	r1 := &Request{Addrs: []netip.AddrPort{hang}, Handler: h, Cookie: 1}
+	if err := p.Submit(r0); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "r0 in flight", func() bool { return p.Stats().Inflight[0] == 1 })
+	if err := p.Submit(r1); err != nil {
+		t.Fatal(err)
+	}
+	r1.Cancel()
+	got := h.wait(t, 1, 10*time.Second)[0]
+	if got != r1 || r1.Err != ErrCanceled || r1.FD != -1 || r1.Attempts != 0 {
+		t.Fatalf("queued cancel: cookie %d err %v fd %d attempts %d", got.Cookie, got.Err, got.FD, got.Attempts)
+	}
+	if st := p.Stats(); st.Inflight[0] != 1 || st.Queued != 0 || st.Attempts != 1 {
+		t.Fatalf("r0 should still be connecting alone: %+v", st)
+	}
+	r0.Cancel()
+	got = h.wait(t, 1, 10*time.Second)[0]
+	if got != r0 || r0.Err != ErrCanceled || r0.FD != -1 || r0.Attempts != 1 {
+		t.Fatalf("in-flight cancel: err %v fd %d attempts %d", r0.Err, r0.FD, r0.Attempts)
+	}
+	r0.Cancel() // after completion: no-op, no second call
+	r1.Cancel()
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	h.checkOnce(t, 2)
+	st := p.Stats()
+	if st.Canceled != 2 || st.Closed != 0 || sum(st.Failures[:]) != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	if after := fdCount(t); after != before {
+		t.Fatalf("fd leak: %d open before, %d after Close", before, after)
+	}
+}
+
+// Cancel racing with real connects: each request completes once, either
+// connected (the caller owns the fd) or canceled (the connector closed it).
+func TestCancelRace(t *testing.T) {
+	const n = 400
+	before := fdCount(t)
+	srv := newEchoServer(t, "tcp4", "127.0.0.1:0")
+	p, err := New(Config{MaxInflight: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newRecorder(n)
+	reqs := make([]Request, n)
+	var wg sync.WaitGroup
+	for i := range reqs {
+		reqs[i] = Request{Addrs: []netip.AddrPort{srv.addr}, Handler: h, Cookie: uint64(i)}
+		if err := p.Submit(&reqs[i]); err != nil {
+			t.Fatal(err)
+		}
+		if i%2 == 0 {
+			wg.Add(1)
+			go func() { defer wg.Done(); reqs[i].Cancel() }()
+		}
+	}
+	wg.Wait()
+	canceled := 0
+	for _, r := range h.wait(t, n, 60*time.Second) {
+		switch {
+		case r.Err == nil && r.FD >= 0:
+			unix.Close(r.FD)
+		case r.Err == ErrCanceled && r.FD == -1 && r.Cookie%2 == 0:
+			canceled++
+		default:
+			t.Fatalf("request %d: fd %d err %v", r.Cookie, r.FD, r.Err)
+		}
+	}
+	p.Close()
+	h.checkOnce(t, n)
+	if st := p.Stats(); int(st.Canceled) != canceled || int(st.Connected) != n-canceled {
+		t.Fatalf("canceled %d, stats %+v", canceled, st)
+	}
+	srv.Close()
+	if after := fdCount(t); after != before {
+		t.Fatalf("fd leak: %d open before, %d after", before, after)
+	}
+	t.Logf("%d of %d canceled before connecting", canceled, n/2)
+}
+
+// Close with requests queued and in flight: every one completes with
+// ErrClosed, once; Submit then fails; no goroutine or fd is left behind.
+func TestClosePending(t *testing.T) {
+	const n = 20
+	hang := hangingAddr(t)
+	before := fdCount(t)
+	p, err := New(Config{Workers: 2, MaxInflight: 2, Queue: 100, ConnectTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newRecorder(n)
+	reqs := make([]Request, n)
+	for i := range reqs {
+		reqs[i] = Request{Addrs: []netip.AddrPort{hang}, Handler: h, Cookie: uint64(i)}
+		if err := p.Submit(&reqs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 10*time.Second, "4 in flight", func() bool { return sum(p.Stats().Inflight) == 4 })
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Close has waited for the workers: every handler call has happened.
+	if len(h.ch) != n {
+		t.Fatalf("%d of %d completed by Close", len(h.ch), n)
+	}
+	for _, r := range h.wait(t, n, time.Second) {
+		if r.Err != ErrClosed || r.FD != -1 {
+			t.Fatalf("request %d: %v", r.Cookie, r.Err)
+		}
+	}
+	h.checkOnce(t, n)
+	if err := p.Submit(&Request{Addrs: []netip.AddrPort{hang}, Handler: h}); err != ErrClosed {
+		t.Fatalf("submit after close: %v", err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatalf("second close: %v", err)
+	}
+	if st := p.Stats(); st.Closed != n || st.Queued != 0 || sum(st.Inflight) != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	if after := fdCount(t); after != before {
+		t.Fatalf("fd leak: %d open before, %d after Close", before, after)
+	}
+	goleak.VerifyNone(t)
+}
+
+// A mix of refused, hanging and good first addresses with short timeouts
+// churns through fd numbers (closes and new sockets in the same batches):
+// every request must still end on the good address with the exact failure
+// counts, which a stale event applied to a reused fd would break.
+func TestMixedChurn(t *testing.T) {
+	const n, to = 600, 200 * time.Millisecond
+	srv := newEchoServer(t, "tcp4", "127.0.0.1:0")
+	bad, hang := refusedAddr(t), hangingAddr(t)
+	p := newPool(t, Config{Workers: 2, MaxInflight: 8})
+	h := newRecorder(n)
+	reqs := make([]Request, n)
+	var wantRefused, wantTimeout uint64
+	for i := range reqs {
+		var addrs []netip.AddrPort
+		switch i % 3 {
+		case 0:
+			addrs = []netip.AddrPort{bad, srv.addr}
+			wantRefused++
+		case 1:
+			addrs = []netip.AddrPort{hang, srv.addr}
+			wantTimeout++
+		default:
+			addrs = []netip.AddrPort{srv.addr}
+		}
+		reqs[i] = Request{Addrs: addrs, Timeout: to, Handler: h, Cookie: uint64(i)}
+		if err := p.Submit(&reqs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, r := range h.wait(t, n, 120*time.Second) {
+		if r.Err != nil || r.Addr != srv.addr {
+			t.Fatalf("request %d: err %v addr %v", r.Cookie, r.Err, r.Addr)
+		}
+		if err := roundTrip(r.FD, byte(r.Cookie)); err != nil {
+			t.Fatalf("request %d: %v", r.Cookie, err)
+		}
+		unix.Close(r.FD)
+	}
+	p.Close()
+	h.checkOnce(t, n)
+	st := p.Stats()
+	if st.Failures[ClassRefused] != wantRefused || st.Failures[ClassTimeout] != wantTimeout || st.Connected != n {
+		t.Fatalf("refused %d/%d timeout %d/%d connected %d", st.Failures[ClassRefused], wantRefused,
+			st.Failures[ClassTimeout], wantTimeout, st.Connected)
+	}
+}
+
+func TestSubmitInvalid(t *testing.T) {
+	hang := hangingAddr(t)
+	p := newPool(t, Config{Workers: 1, MaxInflight: 1, ConnectTimeout: time.Minute})
+	h := newRecorder(2)
+	for _, r := range []*Request{{Handler: h}, {Addrs: []netip.AddrPort{hang}}} {
+		if err := p.Submit(r); !errors.Is(err, ErrInvalidRequest) {
+			t.Fatalf("submit %+v: %v", r, err)
+		}
+	}
+	r := &Request{Addrs: []netip.AddrPort{hang}, Handler: h}
+	if err := p.Submit(r); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Submit(r); !errors.Is(err, ErrInvalidRequest) {
+		t.Fatalf("second submit of a live request: %v", err)
+	}
+	p.Close()
+	if got := h.wait(t, 1, time.Second)[0]; got.Err != ErrClosed {
+		t.Fatal(got.Err)
+	}
+	if st := p.Stats(); st.Submitted != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}

@@ -1,0 +1,264 @@
+//go:build linux
+
+package connector
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// fdCount is the number of open fds of the test process.
+func fdCount(t testing.TB) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+// echoServer accepts on 127.0.0.1 (or ::1), answers each connection's first
+// byte with the same byte and closes it once the client has closed.
+type echoServer struct {
+	ln   net.Listener
+	addr netip.AddrPort
+	wg   sync.WaitGroup
+	once sync.Once
+}
+
+func newEchoServer(t testing.TB, network, addr string) *echoServer {
+	t.Helper()
+	ln, err := net.Listen(network, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &echoServer{ln: ln, addr: ln.Addr().(*net.TCPAddr).AddrPort()}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+				var b [1]byte
+				if _, err := io.ReadFull(c, b[:]); err == nil {
+					_, _ = c.Write(b[:])
+				}
+				// Close only after the client has: TIME_WAIT then stays on
+				// the client side, where port selection accounts for it. A
+				// server-side TIME_WAIT tuple that a new SYN happens to hit
+				// is rejected by PAWS and costs that connect a 1s retransmit.
+				_, _ = io.Copy(io.Discard, c)
+			}()
+		}
+	}()
+	t.Cleanup(s.Close)
+	return s
+}
+
+// Close stops accepting and waits for every connection goroutine.
+func (s *echoServer) Close() {
+	s.once.Do(func() { _ = s.ln.Close() })
+	s.wg.Wait()
+}
+
+// boundAddr returns an address that refuses connects for the whole test: a
+// TCP socket bound to it but not listening answers a SYN with a RST, and
+// holding it keeps anyone else from taking the port.
+func refusedAddr(t testing.TB) netip.AddrPort {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	return sockname(t, fd)
+}
+
+func sockname(t testing.TB, fd int) netip.AddrPort {
+	t.Helper()
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa4 := sa.(*unix.SockaddrInet4)
+	return netip.AddrPortFrom(netip.AddrFrom4(sa4.Addr), uint16(sa4.Port))
+}
+
+// hangingAddr returns a listener whose connects hang: listen backlog 1,
+// never accepting, its accept queue pre-filled until a probe connect stays
+// in SYN_SENT (Linux drops SYNs for a listener whose accept queue is full).
+func hangingAddr(t testing.TB) netip.AddrPort {
+	t.Helper()
+	lfd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(lfd) })
+	if err := unix.Bind(lfd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(lfd, 1); err != nil {
+		t.Fatal(err)
+	}
+	ap := sockname(t, lfd)
+	sa := &unix.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}
+	for i := 0; i < 16; i++ {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Connect(fd, sa); err != nil && err != unix.EINPROGRESS {
+			unix.Close(fd)
+			t.Fatalf("filler connect: %v", err)
+		}
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+		n, err := unix.Poll(pfd, 300)
+		if err != nil && err != unix.EINTR {
+			unix.Close(fd)
+			t.Fatal(err)
+		}
+		if n == 0 {
+			// This probe is stuck in SYN_SENT: the state is reached.
+			unix.Close(fd)
+			return ap
+		}
+		if e, _ := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR); e != 0 {
+			unix.Close(fd)
+			t.Fatalf("filler connect failed: %v", unix.Errno(e))
+		}
+		t.Cleanup(func() { unix.Close(fd) }) // stays in the accept queue
+	}
+	t.Fatal("accept queue of a backlog-1 listener never filled")
+	return ap
+}
+
+// recorder is a Handler that checks "exactly once" per Cookie and passes
+// results on without ever blocking the worker.
+type recorder struct {
+	calls []atomic.Int32
+	extra atomic.Int32 // calls that found ch full: a handler called too often
+	ch    chan *Request
+}
+
+func newRecorder(n int) *recorder {
+	return &recorder{calls: make([]atomic.Int32, n), ch: make(chan *Request, n)}
+}
+
+func (h *recorder) Connected(r *Request) {
+	h.calls[r.Cookie].Add(1)
+	select {
+	case h.ch <- r:
+	default:
+		h.extra.Add(1)
+	}
+}
+
+// wait receives n results, failing after d.
+func (h *recorder) wait(t testing.TB, n int, d time.Duration) []*Request {
+	t.Helper()
+	out := make([]*Request, 0, n)
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	for len(out) < n {
+		select {
+		case r := <-h.ch:
+			out = append(out, r)
+		case <-deadline.C:
+			t.Fatalf("got %d of %d results within %v", len(out), n, d)
+		}
+	}
+	return out
+}
+
+// checkOnce asserts every cookie < n got exactly one call.
+func (h *recorder) checkOnce(t testing.TB, n int) {
+	t.Helper()
+	if e := h.extra.Load(); e != 0 {
+		t.Errorf("%d surplus handler calls", e)
+	}
+	for i := 0; i < n; i++ {
+		if c := h.calls[i].Load(); c != 1 {
+			t.Errorf("request %d: handler called %d times", i, c)
+		}
+	}
+}
+
+// eventually polls cond until it holds or d passes. It waits for a state
+// the test cannot be told about (a worker has taken requests in flight).
+func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func newPool(t testing.TB, cfg Config) *Pool {
+	t.Helper()
+	p, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	return p
+}
+
+func sum[T int | uint64](xs []T) T {
+	var n T
+	for _, x := range xs {
+		n += x
+	}
+	return n
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// roundTrip writes one byte through fd and reads the echo.
+func roundTrip(fd int, b byte) error {
+	if err := unix.SetNonblock(fd, false); err != nil {
+		return err
+	}
+	tv := unix.Timeval{Sec: 10}
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		return err
+	}
+	if _, err := unix.Write(fd, []byte{b}); err != nil {
+		return err
+	}
+	var got [1]byte
+	n, err := unix.Read(fd, got[:])
+	if err != nil {
+		return err
+	}
+	if n != 1 || got[0] != b {
+		return errors.New("echo mismatch")
+	}
+	return nil
+}

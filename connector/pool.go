@@ -1,0 +1,166 @@
+package connector
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Pool is the connector stage: Workers event loops that connect sockets
+// without blocking. Create it with New; all methods are safe for concurrent
+// use.
+type Pool struct {
+	cfg     Config // with defaults applied
+	workers []*worker
+	wg      sync.WaitGroup
+
+	queued   atomic.Int64 // requests in the workers' FIFOs (the Queue cap)
+	rr       atomic.Uint32
+	closed   atomic.Bool
+	submits  atomic.Uint64
+	rejected atomic.Uint64
+
+	closeOnce sync.Once
+	errMu     sync.Mutex
+	runErr    error // first error a loop ended with, reported by Close
+}
+
+// New validates cfg and starts the worker goroutines.
+func New(cfg Config) (*Pool, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if !supported {
+		return nil, ErrUnsupported
+	}
+	p := &Pool{cfg: cfg.withDefaults()}
+	for i := 0; i < p.cfg.Workers; i++ {
+		w, err := newWorker(p, i)
+		if err != nil {
+			for _, w := range p.workers {
+				w.loop.Stop()
+				_ = w.loop.Run() // returns at once: closes its poller and tick fd
+			}
+			return nil, fmt.Errorf("connector: worker %d: %w", i, err)
+		}
+		p.workers = append(p.workers, w)
+	}
+	p.wg.Add(len(p.workers))
+	for _, w := range p.workers {
+		go func() {
+			defer p.wg.Done()
+			if err := w.run(); err != nil {
+				p.errMu.Lock()
+				if p.runErr == nil {
+					p.runErr = fmt.Errorf("connector: worker %d: %w", w.id, err)
+				}
+				p.errMu.Unlock()
+			}
+		}()
+	}
+	return p, nil
+}
+
+// Config returns the configuration in effect (defaults applied).
+func (p *Pool) Config() Config { return p.cfg }
+
+// Submit hands r to a worker. It never blocks and never calls the handler
+// itself: nil means r.Handler.Connected will be called exactly once, later,
+// on a worker goroutine. ErrQueueFull means the queue is at its cap (reject
+// the client now); ErrClosed, that Close was called.
+func (p *Pool) Submit(r *Request) error {
+	if p.closed.Load() {
+		return ErrClosed
+	}
+	if len(r.Addrs) == 0 || r.Handler == nil {
+		return fmt.Errorf("%w: needs Addrs and Handler", ErrInvalidRequest)
+	}
+	if ph := r.state.Load() & phaseMask; ph == phaseQueued || ph == phaseInflight {
+		return fmt.Errorf("%w: already submitted", ErrInvalidRequest)
+	}
+	if p.queued.Add(1) > int64(p.cfg.Queue) {
+		p.queued.Add(-1)
+		p.rejected.Add(1)
+		return ErrQueueFull
+	}
+	w := p.pick()
+	r.w = w
+	r.start = time.Now()
+	r.FD, r.Err, r.Attempts, r.Latency = -1, nil, 0, 0
+	r.Addr = r.Addrs[0]
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		p.queued.Add(-1)
+		return ErrClosed
+	}
+	r.state.Store(phaseQueued) // under mu: Cancel sees state and inQueue agree
+	w.pushLocked(r)
+	w.load.Add(1)
+	// Wake the worker only if it will not look at the FIFO by itself: no
+	// wake task pending and a free slot. Under load the worker is full and
+	// pulls as connects finish, so Submit costs no syscall.
+	post := !w.posted && !w.full
+	w.posted = w.posted || post
+	w.mu.Unlock()
+	p.submits.Add(1)
+	if post {
+		_ = w.loop.PostFunc(w.wakeF, nil) // fails only once the loop stopped: its drain completes r
+	}
+	return nil
+}
+
+// pick returns the least-loaded worker, starting the comparison at a
+// rotating index so that ties spread round-robin.
+func (p *Pool) pick() *worker {
+	n := len(p.workers)
+	if n == 1 {
+		return p.workers[0]
+	}
+	i := int(p.rr.Add(1) % uint32(n))
+	best := p.workers[i]
+	bl := best.load.Load()
+	for k := 1; k < n; k++ {
+		w := p.workers[(i+k)%n]
+		if l := w.load.Load(); l < bl {
+			best, bl = w, l
+		}
+	}
+	return best
+}
+
+// Close stops accepting Submits, completes every request not yet completed
+// with ErrClosed (ErrCanceled if it was canceled), stops the workers and
+// waits for their goroutines. Safe to call more than once; it returns the
+// error a worker loop failed with, if any.
+func (p *Pool) Close() error {
+	p.closeOnce.Do(func() {
+		p.closed.Store(true)
+		for _, w := range p.workers {
+			w.mu.Lock()
+			w.closed = true
+			w.mu.Unlock()
+			w.loop.Stop()
+		}
+	})
+	p.wg.Wait()
+	p.errMu.Lock()
+	defer p.errMu.Unlock()
+	return p.runErr
+}
+
+// Stats returns a snapshot of the counters. Safe from any goroutine.
+func (p *Pool) Stats() Stats {
+	s := Stats{
+		Queued:            int(p.queued.Load()),
+		Submitted:         p.submits.Load(),
+		QueueRejected:     p.rejected.Load(),
+		Inflight:          make([]int, 0, len(p.workers)),
+		InflightHighWater: make([]int, 0, len(p.workers)),
+	}
+	for _, w := range p.workers {
+		w.st.addTo(&s)
+	}
+	return s
+}

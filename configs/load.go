@@ -15,6 +15,7 @@ import (
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/viper"
+	"go.yaml.in/yaml/v3"
 )
 
 // EnvPrefix starts every environment override: RELAYD_<SECTION>_<KEY>, the
@@ -100,6 +101,9 @@ func load(name string, data []byte, hasFile bool, opts LoadOptions) (*Config, er
 	}
 
 	var errs []*FieldError
+	if hasFile {
+		errs = append(errs, nullLeaves(data)...)
+	}
 	if opts.Env {
 		environ := opts.Environ
 		if environ == nil {
@@ -243,6 +247,47 @@ func prepare(m map[string]any, t reflect.Type, prefix string, present map[string
 			}
 		}
 	}
+	return errs
+}
+
+// nullLeaves reports keys written with no value ("listen:"). Viper drops
+// them, which would silently keep the default — for admin.listen the very
+// opposite of what "listen:" looks like it means.
+func nullLeaves(data []byte) []*FieldError {
+	var doc map[string]any
+	if yaml.Unmarshal(data, &doc) != nil {
+		return nil // viper parsed it; a difference here is not worth a second report
+	}
+	var errs []*FieldError
+	var walk func(m map[string]any, t reflect.Type, prefix string)
+	walk = func(m map[string]any, t reflect.Type, prefix string) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			key := joinKey(prefix, fieldKey(f))
+			for k, val := range m {
+				if !strings.EqualFold(k, fieldKey(f)) {
+					continue
+				}
+				switch sub, isMap := asMap(val); {
+				case isSection(f.Type):
+					if isMap {
+						walk(sub, f.Type, key)
+					}
+				case f.Type.Kind() == reflect.Slice && isSection(f.Type.Elem()):
+					list, _ := val.([]any)
+					for j, e := range list {
+						if em, ok := asMap(e); ok {
+							walk(em, f.Type.Elem(), key+"["+strconv.Itoa(j)+"]")
+						}
+					}
+				case val == nil:
+					errs = append(errs, &FieldError{Key: key, Reason: `no value; write "" for an empty string, or leave the key out for the default`})
+				}
+			}
+		}
+	}
+	walk(doc, configType, "")
+	slices.SortFunc(errs, func(a, b *FieldError) int { return strings.Compare(a.Key, b.Key) })
 	return errs
 }
 
@@ -410,8 +455,11 @@ func decodeHook(_, to reflect.Type, data any) (any, error) {
 	if to.Kind() == reflect.Int {
 		switch d := data.(type) {
 		case float64:
-			if d != math.Trunc(d) || d > math.MaxInt64 || d < math.MinInt64 {
+			if d != math.Trunc(d) {
 				return nil, &hookError{"must be a whole number"}
+			}
+			if d >= math.MaxInt64 || d < math.MinInt64 {
+				return nil, &hookError{"too large"}
 			}
 			return int64(d), nil
 		case uint64:

@@ -131,6 +131,11 @@ func TestLoadRejects(t *testing.T) {
 		{name: "tiny ring", yaml: minimal + "log:\n  ring_size: 1\n", wantKey: "log.ring_size"},
 		{name: "remote admin without allow_remote", yaml: minimal + "admin:\n  listen: 0.0.0.0:9090\n", wantKey: "admin.listen"},
 		{name: "admin on a listener's address", yaml: minimal + "admin:\n  listen: 127.0.0.1:7000\n", wantKey: "admin.listen"},
+		{name: "key without a value", yaml: minimal + "admin:\n  listen:\n", wantKey: "admin.listen",
+			wantMsg: `admin.listen: no value; write "" for an empty string, or leave the key out for the default`},
+		{name: "listener key without a value", yaml: minimal + "    balance: ~\n", wantKey: "listeners[0].balance"},
+		{name: "integer too large", yaml: minimal + "relay:\n  loops: 99999999999999999999\n", wantKey: "relay.loops",
+			wantMsg: "relay.loops: 1e+20: too large"},
 		{name: "section is a scalar", yaml: minimal + "relay: 5\n", wantKey: "relay",
 			wantMsg: "relay: 5: must be a mapping, not a number"},
 		{name: "listeners is a mapping", yaml: "listeners:\n  listen: 127.0.0.1:7000\n", wantKey: "listeners"},
@@ -646,6 +651,38 @@ func TestFieldErrorFormat(t *testing.T) {
 	for _, tt := range tests {
 		if got := tt.err.Error(); got != tt.want {
 			t.Errorf("Error() = %q, want %q", got, tt.want)
+		}
+	}
+}
+
+// TestLoadConcurrent: each Load has its own viper, so concurrent loads (the
+// daemon's SIGHUP reload racing a `config check`) share nothing.
+func TestLoadConcurrent(t *testing.T) {
+	const n = 8
+	errc := make(chan error, n)
+	for i := range n {
+		go func() {
+			cfg, err := LoadBytes("relayd.yaml", ReferenceYAML, LoadOptions{
+				Env: true, Environ: []string{"RELAYD_RELAY_LOOPS=" + strconv.Itoa(i+1)},
+			})
+			if err == nil && cfg.Relay.Loops != i+1 {
+				err = errors.New("loops " + strconv.Itoa(cfg.Relay.Loops) + ", want " + strconv.Itoa(i+1))
+			}
+			errc <- err
+		}()
+	}
+	for range n {
+		if err := <-errc; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func BenchmarkLoadReference(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := LoadBytes("relayd.yaml", ReferenceYAML, LoadOptions{}); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

@@ -172,12 +172,19 @@ func TestConnectTimeout(t *testing.T) {
 	p := newPool(t, Config{Workers: 1, MaxInflight: n, ConnectTimeout: to, Tick: tick})
 	h := newRecorder(n)
 	reqs := make([]Request, n)
+	// A plain Go timer started with the batch measures how late this
+	// (possibly overloaded) machine runs anything: that lateness is allowed
+	// on top of the +20% and one tick, nothing more.
+	start := time.Now()
+	control := time.NewTimer(to)
 	for i := range reqs {
 		reqs[i] = Request{Addrs: []netip.AddrPort{hang}, Handler: h, Cookie: uint64(i)}
 		if err := p.Submit(&reqs[i]); err != nil {
 			t.Fatal(err)
 		}
 	}
+	<-control.C
+	slack := max(time.Since(start)-to, 0)
 	var lat []time.Duration
 	for _, r := range h.wait(t, n, 30*time.Second) {
 		if r.Err != ErrTimeout || r.FD != -1 || r.Attempts != 1 || Classify(r.Err) != ClassTimeout {
@@ -185,12 +192,14 @@ func TestConnectTimeout(t *testing.T) {
 		}
 		lat = append(lat, r.Latency)
 	}
+	// The wheel never fires early, so the lower bound is hard.
 	if lo := slices.Min(lat); lo < to*8/10 {
 		t.Fatalf("timed out early: min %v, want ≥ %v", lo, to*8/10)
 	}
-	if m := median(lat); m > to*12/10+tick {
-		t.Fatalf("median timeout %v, want ≤ %v", m, to*12/10+tick)
+	if m, limit := median(lat), to*12/10+tick+slack; m > limit {
+		t.Fatalf("median timeout %v, want ≤ %v (1.2×%v + tick + %v machine lateness)", m, limit, to, slack)
 	}
+	t.Logf("timeouts: min %v median %v max %v (control timer late by %v)", slices.Min(lat), median(lat), slices.Max(lat), slack)
 	p.Close()
 	h.checkOnce(t, n)
 	if st := p.Stats(); st.Failures[ClassTimeout] != n || st.Failed != n || st.Connected != 0 {
@@ -262,23 +271,31 @@ func TestFailoverAfterTimeout(t *testing.T) {
 	h := newRecorder(n)
 	reqs := make([]Request, n)
 	for i := range reqs {
-		reqs[i] = Request{Addrs: []netip.AddrPort{hang, srv.addr}, Timeout: to, Handler: h, Cookie: uint64(i)}
+		// The good address twice: a worker starved for a whole timeout
+		// on an overloaded machine must not fail the test, only show in
+		// the exact accounting below.
+		reqs[i] = Request{Addrs: []netip.AddrPort{hang, srv.addr, srv.addr}, Timeout: to, Handler: h, Cookie: uint64(i)}
 		if err := p.Submit(&reqs[i]); err != nil {
 			t.Fatal(err)
 		}
 	}
+	failed := 0
 	for _, r := range h.wait(t, n, 30*time.Second) {
-		if r.Err != nil || r.Attempts != 2 || r.Addr != srv.addr || r.Latency < to*8/10 {
+		if r.Err != nil || r.Attempts < 2 || r.Addr != srv.addr || r.Latency < to*8/10 {
 			t.Fatalf("request %d: err %v attempts %d addr %v latency %v", r.Cookie, r.Err, r.Attempts, r.Addr, r.Latency)
 		}
+		failed += r.Attempts - 1
 		if err := roundTrip(r.FD, 1); err != nil {
 			t.Fatal(err)
 		}
 		unix.Close(r.FD)
 	}
 	p.Close()
-	if st := p.Stats(); st.Failures[ClassTimeout] != n || st.Connected != n {
-		t.Fatalf("stats %+v", st)
+	if st := p.Stats(); st.Failures[ClassTimeout] != uint64(failed) || st.Connected != n || sum(st.Failures[:]) != uint64(failed) {
+		t.Fatalf("%d failed attempts, stats %+v", failed, st)
+	}
+	if failed != n {
+		t.Logf("%d good attempts timed out (machine overloaded?)", failed-n)
 	}
 }
 
@@ -473,7 +490,7 @@ func TestClosePending(t *testing.T) {
 // every request must still end on the good address with the exact failure
 // counts, which a stale event applied to a reused fd would break.
 func TestMixedChurn(t *testing.T) {
-	const n, to = 600, 200 * time.Millisecond
+	const n, to = 600, 100 * time.Millisecond
 	srv := newEchoServer(t, "tcp4", "127.0.0.1:0")
 	bad, hang := refusedAddr(t), hangingAddr(t)
 	p := newPool(t, Config{Workers: 2, MaxInflight: 8})
@@ -484,23 +501,25 @@ func TestMixedChurn(t *testing.T) {
 		var addrs []netip.AddrPort
 		switch i % 3 {
 		case 0:
-			addrs = []netip.AddrPort{bad, srv.addr}
+			addrs = []netip.AddrPort{bad, srv.addr, srv.addr}
 			wantRefused++
 		case 1:
-			addrs = []netip.AddrPort{hang, srv.addr}
+			addrs = []netip.AddrPort{hang, srv.addr, srv.addr}
 			wantTimeout++
 		default:
-			addrs = []netip.AddrPort{srv.addr}
+			addrs = []netip.AddrPort{srv.addr, srv.addr}
 		}
 		reqs[i] = Request{Addrs: addrs, Timeout: to, Handler: h, Cookie: uint64(i)}
 		if err := p.Submit(&reqs[i]); err != nil {
 			t.Fatal(err)
 		}
 	}
+	var failed uint64 // every attempt but the last of each request failed
 	for _, r := range h.wait(t, n, 120*time.Second) {
 		if r.Err != nil || r.Addr != srv.addr {
 			t.Fatalf("request %d: err %v addr %v", r.Cookie, r.Err, r.Addr)
 		}
+		failed += uint64(r.Attempts - 1)
 		if err := roundTrip(r.FD, byte(r.Cookie)); err != nil {
 			t.Fatalf("request %d: %v", r.Cookie, err)
 		}
@@ -508,10 +527,15 @@ func TestMixedChurn(t *testing.T) {
 	}
 	p.Close()
 	h.checkOnce(t, n)
+	// Only the refusing address refuses; every other failed attempt is a
+	// timeout (all of the hanging ones, plus good ones a starved worker
+	// let expire). A stale event applied to a reused fd would show here as
+	// a wrong class, a lost request or a socket that fails its round trip.
 	st := p.Stats()
-	if st.Failures[ClassRefused] != wantRefused || st.Failures[ClassTimeout] != wantTimeout || st.Connected != n {
-		t.Fatalf("refused %d/%d timeout %d/%d connected %d", st.Failures[ClassRefused], wantRefused,
-			st.Failures[ClassTimeout], wantTimeout, st.Connected)
+	if st.Failures[ClassRefused] != wantRefused || st.Failures[ClassTimeout] < wantTimeout ||
+		sum(st.Failures[:]) != failed || st.Attempts != uint64(n)+failed || st.Connected != n {
+		t.Fatalf("refused %d/%d timeout %d/≥%d failed attempts %d/%d connected %d", st.Failures[ClassRefused], wantRefused,
+			st.Failures[ClassTimeout], wantTimeout, sum(st.Failures[:]), failed, st.Connected)
 	}
 }
 

@@ -59,6 +59,9 @@ func TestConcurrentBulkBothWays(t *testing.T) {
 		t.Error(err)
 	}
 	st := waitClosed(t, f.srv, sessions)
+	if t.Failed() {
+		t.Logf("connector: %+v", f.pool.Stats())
+	}
 	if st.Closed["eof"] != sessions {
 		t.Errorf("closed by reason %v, want %d eof", st.Closed, sessions)
 	}

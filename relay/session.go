@@ -360,20 +360,26 @@ func (s *session) update() {
 	}
 }
 
-// onTimer enforces the idle, fin and drain deadlines. Activity does not
-// touch the wheel: it only moves lastActive, and the timer re-arms itself for
-// what remains when it fires early.
+// onTimer enforces the idle and fin timeouts. Both are inactivity limits:
+// the fin timeout replaces the idle timeout once one direction is finished
+// (as HAProxy's client-fin/server-fin do), so a long reply after a
+// half-close still flows while a half-closed session that went quiet cannot
+// pin its fds. Activity does not touch the wheel: it only moves lastActive,
+// and the timer re-arms itself for what remains when it fires early.
 func (s *session) onTimer(now time.Time) {
 	if s.state == stClosed {
 		return
 	}
-	cfg := &s.loop.srv.cfg
-	if !s.halfAt.IsZero() && !now.Before(s.halfAt.Add(cfg.FinTimeout)) {
-		s.close(ReasonFinTimeout, false)
+	if s.state == stConnecting { // the connector enforces connect_timeout
+		s.rearm(now)
 		return
 	}
-	if s.state != stConnecting && !now.Before(s.lastActive.Add(cfg.IdleTimeout)) {
-		s.close(ReasonIdleTimeout, false)
+	limit, reason := s.loop.srv.cfg.IdleTimeout, ReasonIdleTimeout
+	if !s.halfAt.IsZero() && s.loop.srv.cfg.FinTimeout < limit {
+		limit, reason = s.loop.srv.cfg.FinTimeout, ReasonFinTimeout
+	}
+	if !now.Before(s.lastActive.Add(limit)) {
+		s.close(reason, false)
 		return
 	}
 	s.rearm(now)
@@ -381,14 +387,13 @@ func (s *session) onTimer(now time.Time) {
 
 func (s *session) rearm(now time.Time) {
 	cfg := &s.loop.srv.cfg
-	next := s.lastActive.Add(cfg.IdleTimeout)
-	if s.state == stConnecting {
-		next = now.Add(cfg.IdleTimeout)
-	}
+	limit := cfg.IdleTimeout
 	if !s.halfAt.IsZero() {
-		if f := s.halfAt.Add(cfg.FinTimeout); f.Before(next) {
-			next = f
-		}
+		limit = min(limit, cfg.FinTimeout)
+	}
+	next := s.lastActive.Add(limit)
+	if s.state == stConnecting || next.Before(now) {
+		next = now.Add(limit)
 	}
 	s.loop.ev.Wheel().ScheduleAt(&s.timer, next)
 }

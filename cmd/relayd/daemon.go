@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"go.uber.org/zap"
+
+	"github.com/relayd/relayd/configs"
+	"github.com/relayd/relayd/connector"
+	"github.com/relayd/relayd/logging"
+	"github.com/relayd/relayd/relay"
+)
+
+// daemon is relayd's two stages wired together from a config.
+type daemon struct {
+	cfg   *configs.Config
+	log   *logging.Logger
+	pool  *connector.Pool
+	relay *relay.Server
+	addrs map[string]netip.AddrPort
+}
+
+func relayConfig(c *configs.Config) relay.Config {
+	return relay.Config{
+		Loops:       c.Relay.LoopCount(),
+		BufferSize:  c.Relay.BufferSize,
+		IdleTimeout: c.Relay.IdleTimeout,
+		FinTimeout:  c.Relay.FinTimeout,
+		NoDelay:     c.Relay.NoDelay,
+		Reuseport:   c.Accept.Mode != configs.AcceptSingle,
+		Backlog:     c.Accept.Backlog,
+		MaxSessions: c.Limits.MaxSessions,
+	}
+}
+
+func listenerConfig(l configs.Listener) (relay.ListenerConfig, error) {
+	lc := relay.ListenerConfig{
+		Name:        l.Name,
+		LeastConn:   l.Balance == configs.BalanceLeastConn,
+		Tries:       l.Retries + 1,
+		MaxSessions: l.MaxSessions,
+	}
+	var err error
+	if lc.Addr, err = netip.ParseAddrPort(normalizeListen(l.Listen)); err != nil {
+		return lc, fmt.Errorf("listener %s: %w", l.Name, err)
+	}
+	for _, u := range l.Upstreams {
+		ap, err := netip.ParseAddrPort(u)
+		if err != nil {
+			return lc, fmt.Errorf("listener %s: upstream %w", l.Name, err)
+		}
+		lc.Upstreams = append(lc.Upstreams, ap)
+	}
+	return lc, nil
+}
+
+// normalizeListen turns ":7000" (all addresses) into "[::]:7000"… no: into
+// 0.0.0.0:7000, which is what an operator typing ":7000" expects on a host
+// that may have IPv6 disabled.
+func normalizeListen(s string) string {
+	if len(s) > 0 && s[0] == ':' {
+		return "0.0.0.0" + s
+	}
+	return s
+}
+
+func newDaemon(cfg *configs.Config, log *logging.Logger) (*daemon, error) {
+	d := &daemon{cfg: cfg, log: log}
+	var err error
+	d.pool, err = connector.New(connector.Config{
+		Workers:        cfg.Connector.Workers,
+		MaxInflight:    cfg.Connector.MaxInflight,
+		Queue:          cfg.Connector.Queue,
+		ConnectTimeout: cfg.Connector.ConnectTimeout,
+		NoDelay:        cfg.Relay.NoDelay,
+	})
+	if err != nil {
+		return nil, err
+	}
+	rc := relayConfig(cfg)
+	rc.Dialer, rc.Log = d.pool, log
+	if d.relay, err = relay.New(rc); err != nil {
+		_ = d.pool.Close()
+		return nil, err
+	}
+	for _, l := range cfg.Listeners {
+		lc, err := listenerConfig(l)
+		if err == nil {
+			_, err = d.relay.AddListener(lc)
+		}
+		if err != nil {
+			d.close()
+			return nil, err
+		}
+	}
+	d.addrs = d.relay.Addrs()
+	return d, nil
+}
+
+func (d *daemon) start() error {
+	if err := d.relay.Start(); err != nil {
+		d.close()
+		return err
+	}
+	fields := []zap.Field{
+		zap.Int("loops", d.cfg.Relay.LoopCount()),
+		zap.Int("connector_workers", d.cfg.Connector.Workers),
+		zap.Int("connector_max_inflight", d.cfg.Connector.MaxInflight),
+		zap.Int("buffer_size", d.cfg.Relay.BufferSize),
+		zap.String("accept_mode", d.cfg.Accept.Mode),
+	}
+	for name, a := range d.addrs {
+		fields = append(fields, zap.String("listen."+name, a.String()))
+	}
+	d.log.Z().Info("relayd ready", fields...)
+	return nil
+}
+
+// shutdown drains: stop accepting, wait for sessions until ctx ends, close
+// the rest. It returns nil when everything drained in time.
+func (d *daemon) shutdown(ctx context.Context) error {
+	err := d.relay.Shutdown(ctx)
+	st := d.relay.Stats()
+	d.log.Z().Info("relayd stopped", zap.Uint64("sessions", st.ClosedTotal()),
+		zap.Uint64("cut_at_shutdown", st.Closed[relay.ReasonShutdown.String()]))
+	_ = d.pool.Close()
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return nil // cutting what was left at the deadline is the documented behaviour
+	}
+	return err
+}
+
+func (d *daemon) close() {
+	if d.relay != nil {
+		_ = d.relay.Close()
+	}
+	if d.pool != nil {
+		_ = d.pool.Close()
+	}
+}

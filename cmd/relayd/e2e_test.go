@@ -1,0 +1,379 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var relaydBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "relayd-e2e")
+	if err != nil {
+		panic(err)
+	}
+	relaydBin = filepath.Join(dir, "relayd")
+	args := []string{"build", "-o", relaydBin}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	if out, err := exec.Command("go", append(args, ".")...).CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building relayd: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// child is a relayd process under test.
+type child struct {
+	cmd    *exec.Cmd
+	addr   string // first listener's bound address, from the ready line
+	stderr *lockedBuf
+	done   chan error
+}
+
+type lockedBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+func (l *lockedBuf) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+// startRelayd runs `relayd serve` with a config file body (YAML) through sh,
+// so that shellPrefix (e.g. "ulimit -n 64;") applies to it alone, and waits
+// for its ready line.
+func startRelayd(t *testing.T, yaml, shellPrefix string) *child {
+	t.Helper()
+	cfgFile := filepath.Join(t.TempDir(), "relayd.yaml")
+	if err := os.WriteFile(cfgFile, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("sh", "-c", shellPrefix+` exec "$0" serve --config "$1"`, relaydBin, cfgFile)
+	cmd.Env = append(os.Environ(), "GORACE=halt_on_error=1")
+	pr, pw := io.Pipe()
+	c := &child{cmd: cmd, stderr: &lockedBuf{}, done: make(chan error, 1)}
+	cmd.Stderr = pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			line := sc.Text()
+			c.stderr.Write([]byte(line + "\n"))
+			if strings.Contains(line, "relayd ready") {
+				var m map[string]any
+				if json.Unmarshal([]byte(line), &m) == nil {
+					for k, v := range m {
+						if strings.HasPrefix(k, "listen.") {
+							select {
+							case ready <- v.(string):
+							default:
+							}
+						}
+					}
+				}
+			}
+		}
+	}()
+	go func() { c.done <- cmd.Wait(); pw.Close() }()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			<-c.done
+		}
+		if t.Failed() {
+			t.Logf("relayd stderr:\n%s", c.stderr.String())
+		}
+	})
+	select {
+	case c.addr = <-ready:
+	case err := <-c.done:
+		t.Fatalf("relayd exited before ready: %v\n%s", err, c.stderr.String())
+	case <-time.After(20 * time.Second):
+		t.Fatalf("relayd not ready\n%s", c.stderr.String())
+	}
+	return c
+}
+
+func (c *child) wait(t *testing.T, within time.Duration) (int, time.Duration) {
+	t.Helper()
+	t0 := time.Now()
+	select {
+	case err := <-c.done:
+		c.done <- err
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode(), time.Since(t0)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0, time.Since(t0)
+	case <-time.After(within):
+		t.Fatalf("relayd still running after %v", within)
+	}
+	return -1, 0
+}
+
+func echoServer(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				_, _ = io.Copy(c, c)
+			}()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	return ln
+}
+
+func configYAML(upstream, extra string) string {
+	return fmt.Sprintf(`listeners:
+  - name: e2e
+    listen: 127.0.0.1:0
+    upstreams: [%s]
+relay:
+  loops: 2
+admin:
+  listen: ""
+%s`, upstream, extra)
+}
+
+func roundTrip(c net.Conn, msg string) error {
+	if _, err := c.Write([]byte(msg)); err != nil {
+		return err
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, got); err != nil {
+		return err
+	}
+	if string(got) != msg {
+		return fmt.Errorf("echo mismatch: %q", got)
+	}
+	return nil
+}
+
+// Acceptance 9: SIGTERM with active sessions: they complete, new connects
+// are refused at once, exit code 0.
+func TestSIGTERMDrains(t *testing.T) {
+	up := echoServer(t)
+	c := startRelayd(t, configYAML(up.Addr().String(), "shutdown:\n  timeout: 20s\n"), "")
+	var sessions []net.Conn
+	for range 5 {
+		s, err := net.Dial("tcp", c.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if err := roundTrip(s, "before"); err != nil {
+			t.Fatal(err)
+		}
+		sessions = append(sessions, s)
+	}
+	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// New connects are refused promptly (bounded poll: the signal is async).
+	refused := false
+	for range 200 {
+		s, err := net.DialTimeout("tcp", c.addr, time.Second)
+		if err != nil {
+			if !errors.Is(err, syscall.ECONNREFUSED) {
+				t.Fatalf("new connect after SIGTERM: %v, want ECONNREFUSED", err)
+			}
+			refused = true
+			break
+		}
+		s.Close()
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !refused {
+		t.Fatal("new connects still accepted 2 s after SIGTERM")
+	}
+	// Running sessions still relay, in both directions, until they close.
+	for i, s := range sessions {
+		if err := roundTrip(s, "after-"+strconv.Itoa(i)); err != nil {
+			t.Fatalf("session %d after SIGTERM: %v", i, err)
+		}
+		s.(*net.TCPConn).CloseWrite()
+		if rest, err := io.ReadAll(s); err != nil || len(rest) != 0 {
+			t.Fatalf("session %d: trailing %q err %v", i, rest, err)
+		}
+	}
+	code, took := c.wait(t, 15*time.Second)
+	if code != 0 {
+		t.Fatalf("exit code %d\n%s", code, c.stderr.String())
+	}
+	if took > 10*time.Second {
+		t.Fatalf("exit took %v after the last session closed", took)
+	}
+}
+
+// The drain ends at shutdown.timeout: sessions still open are cut, exit 0.
+func TestSIGTERMTimeoutCutsSessions(t *testing.T) {
+	up := echoServer(t)
+	c := startRelayd(t, configYAML(up.Addr().String(), "shutdown:\n  timeout: 1s\n"), "")
+	s, err := net.Dial("tcp", c.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := roundTrip(s, "hold"); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	code, _ := c.wait(t, 15*time.Second)
+	if code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	if el := time.Since(t0); el < 900*time.Millisecond {
+		t.Fatalf("exited after %v, before shutdown.timeout", el)
+	}
+	_ = s.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := s.Read(make([]byte, 1)); err == nil {
+		t.Fatal("held session still open after the drain deadline")
+	}
+}
+
+// cpuTime returns a process's user+system CPU time.
+func cpuTime(t *testing.T, pid int) time.Duration {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	ut, _ := strconv.Atoi(f[11])
+	st, _ := strconv.Atoi(f[12])
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
+}
+
+// Acceptance 8: with a low RLIMIT_NOFILE and more clients than fds, relayd
+// neither crashes nor spins, and serves again once the clients go away.
+func TestEMFILEBackoff(t *testing.T) {
+	up := echoServer(t)
+	c := startRelayd(t, configYAML(up.Addr().String(), "log:\n  access: false\n"), "ulimit -n 64;")
+	pid := c.cmd.Process.Pid
+	var clients []net.Conn
+	defer func() {
+		for _, cl := range clients {
+			cl.Close()
+		}
+	}()
+	for range 150 {
+		cl, err := net.DialTimeout("tcp", c.addr, 2*time.Second)
+		if err != nil {
+			break // the backlog is full: also saturation
+		}
+		clients = append(clients, cl)
+	}
+	if len(clients) < 64 {
+		t.Fatalf("only %d clients connected; cannot saturate", len(clients))
+	}
+	time.Sleep(500 * time.Millisecond) // let relayd hit EMFILE; not a sync
+	cpu0, t0 := cpuTime(t, pid), time.Now()
+	time.Sleep(2 * time.Second)
+	cpu := cpuTime(t, pid) - cpu0
+	wall := time.Since(t0)
+	if frac := float64(cpu) / float64(wall); frac > 0.10 {
+		t.Fatalf("relayd used %.0f%% of a core while saturated (spinning?)", frac*100)
+	}
+	if !strings.Contains(c.stderr.String(), "accept failing, backing off") {
+		t.Fatalf("no back-off logged:\n%s", c.stderr.String())
+	}
+	for _, cl := range clients {
+		cl.Close()
+	}
+	clients = nil
+	// Served again, by itself, within the maximum back-off and some slack.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		s, err := net.DialTimeout("tcp", c.addr, 2*time.Second)
+		if err == nil {
+			err = roundTrip(s, "recovered")
+			s.Close()
+			if err == nil {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("relayd did not recover: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := c.wait(t, 40*time.Second); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+}
+
+// Acceptance 10: config check names the key of each problem and exits 2.
+func TestConfigCheckRejects(t *testing.T) {
+	cases := []struct{ name, yaml, key string }{
+		{"unknown key", "listeners:\n  - listen: 127.0.0.1:7000\n    upstreams: [127.0.0.1:7001]\nrelay:\n  bufer_size: 1024\n", "relay.bufer_size"},
+		{"negative buffer", "listeners:\n  - listen: 127.0.0.1:7000\n    upstreams: [127.0.0.1:7001]\nrelay:\n  buffer_size: -1\n", "relay.buffer_size"},
+		{"bad address", "listeners:\n  - listen: 127.0.0.1:notaport\n    upstreams: [127.0.0.1:7001]\n", "listeners[0].listen"},
+		{"zero upstreams", "listeners:\n  - listen: 127.0.0.1:7000\n    upstreams: []\n", "listeners[0].upstreams"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := filepath.Join(t.TempDir(), "c.yaml")
+			if err := os.WriteFile(f, []byte(tc.yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			out, err := exec.Command(relaydBin, "config", "check", "--config", f).CombinedOutput()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+				t.Fatalf("err %v, want exit code 2; output:\n%s", err, out)
+			}
+			if !strings.Contains(string(out), tc.key) {
+				t.Fatalf("output does not name %s:\n%s", tc.key, out)
+			}
+		})
+	}
+	// And the reference config passes, printing the effective config.
+	out, err := exec.Command(relaydBin, "config", "check", "--config", "../../configs/relayd.yaml").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "buffer_size") {
+		t.Fatalf("reference config: %v\n%s", err, out)
+	}
+}

@@ -563,3 +563,176 @@ func TestSubmitInvalid(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// unreachableAddr is the broadcast address of lo (inside 127/8): Linux
+// refuses a TCP connect to a broadcast route at once with ENETUNREACH, before
+// any packet exists, which exercises connect()'s immediate-error path.
+func unreachableAddr(t *testing.T) netip.AddrPort {
+	t.Helper()
+	ap := netip.MustParseAddrPort("127.255.255.255:9")
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Connect(fd, &unix.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}); err != unix.ENETUNREACH {
+		t.Skipf("connect to %v: %v, not an immediate ENETUNREACH here", ap, err)
+	}
+	return ap
+}
+
+// Immediate connect() errors take the failover path like asynchronous ones,
+// and a worker whose connects all fail at once keeps pulling its FIFO
+// without any further wake-up.
+func TestImmediateError(t *testing.T) {
+	const n = 50
+	unreach := unreachableAddr(t)
+	srv := newEchoServer(t, "tcp4", "127.0.0.1:0")
+	p := newPool(t, Config{Workers: 1, MaxInflight: 1})
+	h := newRecorder(2 * n)
+	reqs := make([]Request, 2*n)
+	for i := range reqs {
+		addrs := []netip.AddrPort{unreach}
+		if i%2 == 1 {
+			addrs = append(addrs, srv.addr)
+		}
+		reqs[i] = Request{Addrs: addrs, Handler: h, Cookie: uint64(i)}
+		if err := p.Submit(&reqs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, r := range h.wait(t, 2*n, 30*time.Second) {
+		if r.Cookie%2 == 1 {
+			if r.Err != nil || r.Attempts != 2 || r.Addr != srv.addr {
+				t.Fatalf("request %d: err %v attempts %d", r.Cookie, r.Err, r.Attempts)
+			}
+			unix.Close(r.FD)
+			continue
+		}
+		if !errors.Is(r.Err, syscall.ENETUNREACH) || Classify(r.Err) != ClassUnreachable || r.FD != -1 || r.Attempts != 1 {
+			t.Fatalf("request %d: err %v attempts %d", r.Cookie, r.Err, r.Attempts)
+		}
+	}
+	p.Close()
+	h.checkOnce(t, 2*n)
+	if st := p.Stats(); st.Failures[ClassUnreachable] != 2*n || st.Failed != n || st.Connected != n {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// blockingHandler stalls the worker inside Connected until released — a
+// rule violation on purpose, to line up events in one epoll batch.
+type blockingHandler struct {
+	entered chan struct{}
+	release chan struct{}
+	result  chan *Request
+}
+
+func (h *blockingHandler) Connected(r *Request) {
+	h.entered <- struct{}{}
+	<-h.release
+	h.result <- r
+}
+
+// A late event for a closed fd must never be applied to the socket that
+// reuses its number. The worker is stalled (blocking handler) while request
+// A's timeout passes and then A's connect completes, so one epoll batch holds
+// [tick, A's fd]. The tick times A out first and fails it over to a second
+// hanging address; fd holes are filled, so an fd closed at once would come
+// straight back from socket() and A's stale "writable" would be taken for
+// the new, unconnected socket. Correct: A times out twice (or, if the event
+// came first, connects to the first address for real).
+func TestNoStaleEventOnReusedFD(t *testing.T) {
+	lfd1, hang1 := hangingListener(t)
+	hang2 := hangingAddr(t)
+	srv := newEchoServer(t, "tcp4", "127.0.0.1:0")
+	p := newPool(t, Config{Workers: 1, MaxInflight: 2})
+	base := establishedTo(t, hang1)
+
+	fillFDHoles(t)
+	ha := newRecorder(1)
+	a := &Request{Addrs: []netip.AddrPort{hang1, hang2}, Timeout: 400 * time.Millisecond, Handler: ha}
+	if err := p.Submit(a); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "A connecting", func() bool { return p.Stats().Attempts == 1 })
+
+	hb := &blockingHandler{entered: make(chan struct{}), release: make(chan struct{}), result: make(chan *Request, 1)}
+	b := &Request{Addrs: []netip.AddrPort{srv.addr}, Handler: hb}
+	if err := p.Submit(b); err != nil {
+		t.Fatal(err)
+	}
+	<-hb.entered // the worker is stalled from here on
+	// Make room for one connection: A's SYN retransmit (1s after its first
+	// SYN) gets in and A's socket becomes ESTABLISHED while nobody polls.
+	nfd, _, err := unix.Accept4(lfd1, unix.SOCK_CLOEXEC)
+	if err != nil {
+		close(hb.release)
+		t.Fatal(err)
+	}
+	defer unix.Close(nfd)
+	deadline := time.Now().Add(10 * time.Second)
+	for establishedTo(t, hang1) <= base {
+		if time.Now().After(deadline) {
+			close(hb.release)
+			t.Fatal("A's connect never completed")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(hb.release)
+	rb := <-hb.result
+	if rb.Err == nil {
+		unix.Close(rb.FD)
+	}
+
+	r := ha.wait(t, 1, 10*time.Second)[0]
+	switch {
+	case r.Err == ErrTimeout && r.Attempts == 2 && r.Addr == hang2:
+		// the batch order this test builds: tick first
+	case r.Err == nil && r.Addr == hang1:
+		if _, err := unix.Getpeername(r.FD); err != nil {
+			t.Fatalf("connected to %v but getpeername: %v", r.Addr, err)
+		}
+		unix.Close(r.FD)
+		t.Log("A's event came before the tick: no reuse to test this time")
+	default:
+		if r.FD >= 0 {
+			_, perr := unix.Getpeername(r.FD)
+			unix.Close(r.FD)
+			t.Fatalf("stale event applied: err %v addr %v attempts %d, getpeername: %v", r.Err, r.Addr, r.Attempts, perr)
+		}
+		t.Fatalf("A: err %v addr %v attempts %d", r.Err, r.Addr, r.Attempts)
+	}
+}
+
+// Submits that arrive one at a time, each after the worker went idle, must
+// each wake it: Submit skips the wake-up only while the worker is full, and a
+// lost wake-up would leave a request queued forever.
+func TestSubmitAfterIdle(t *testing.T) {
+	const n = 20
+	srv := newEchoServer(t, "tcp4", "127.0.0.1:0")
+	bad := refusedAddr(t)
+	p := newPool(t, Config{Workers: 1, MaxInflight: 2})
+	h := newRecorder(n)
+	reqs := make([]Request, n)
+	for i := range reqs {
+		addrs := []netip.AddrPort{srv.addr}
+		if i%2 == 1 {
+			addrs = []netip.AddrPort{bad}
+		}
+		reqs[i] = Request{Addrs: addrs, Handler: h, Cookie: uint64(i)}
+		if err := p.Submit(&reqs[i]); err != nil {
+			t.Fatal(err)
+		}
+		r := h.wait(t, 1, 10*time.Second)[0]
+		if (i%2 == 0) != (r.Err == nil) {
+			t.Fatalf("request %d: %v", i, r.Err)
+		}
+		if r.FD >= 0 {
+			unix.Close(r.FD)
+		}
+		eventually(t, 5*time.Second, "worker idle", func() bool { return p.Stats().Inflight[0] == 0 })
+	}
+	p.Close()
+	h.checkOnce(t, n)
+}

@@ -4,11 +4,14 @@ package connector
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -109,6 +112,14 @@ func sockname(t testing.TB, fd int) netip.AddrPort {
 // in SYN_SENT (Linux drops SYNs for a listener whose accept queue is full).
 func hangingAddr(t testing.TB) netip.AddrPort {
 	t.Helper()
+	_, ap := hangingListener(t)
+	return ap
+}
+
+// hangingListener is hangingAddr that also returns the listening fd, so a
+// test can accept one queued connection and let exactly one more SYN in.
+func hangingListener(t testing.TB) (int, netip.AddrPort) {
+	t.Helper()
 	lfd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -140,7 +151,7 @@ func hangingAddr(t testing.TB) netip.AddrPort {
 		if n == 0 {
 			// This probe is stuck in SYN_SENT: the state is reached.
 			unix.Close(fd)
-			return ap
+			return lfd, ap
 		}
 		if e, _ := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR); e != 0 {
 			unix.Close(fd)
@@ -149,7 +160,57 @@ func hangingAddr(t testing.TB) netip.AddrPort {
 		t.Cleanup(func() { unix.Close(fd) }) // stays in the accept queue
 	}
 	t.Fatal("accept queue of a backlog-1 listener never filled")
-	return ap
+	return lfd, ap
+}
+
+// establishedTo counts client-side TCP sockets of this network namespace in
+// ESTABLISHED state whose peer is ap (IPv4), from /proc/net/tcp.
+func establishedTo(t testing.TB, ap netip.AddrPort) int {
+	t.Helper()
+	data, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := ap.Addr().As4()
+	// /proc/net/tcp prints the address as a little-endian hex word.
+	want := fmt.Sprintf("%02X%02X%02X%02X:%04X", a[3], a[2], a[1], a[0], ap.Port())
+	n := 0
+	for _, line := range strings.Split(string(data), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) > 3 && f[2] == want && f[3] == "01" {
+			n++
+		}
+	}
+	return n
+}
+
+// fillFDHoles opens /dev/null until the lowest free fd number is above every
+// open one, so the next socket() returns a predictable number and a number
+// closed later is the one the kernel hands out next.
+func fillFDHoles(t testing.TB) {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	top := 0
+	for _, e := range ents {
+		if n, err := strconv.Atoi(e.Name()); err == nil && n > top {
+			top = n
+		}
+	}
+	for i := 0; i < 100000; i++ {
+		fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fd > top {
+			unix.Close(fd) // the first free number above all open ones
+			return
+		}
+		t.Cleanup(func() { unix.Close(fd) })
+	}
+	t.Fatal("could not fill fd holes")
 }
 
 // recorder is a Handler that checks "exactly once" per Cookie and passes

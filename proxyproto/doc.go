@@ -28,12 +28,18 @@
 // 107 bytes including CRLF, single spaces, TCP4 with dotted-quad addresses
 // without leading zeros, TCP6 with IPv6 addresses without zones, decimal
 // ports 0-65535 without leading zeros; UNKNOWN ignores the rest of the line.
-// v2 needs the 12-byte signature, version 2, command LOCAL or PROXY, a known
-// family with STREAM transport (DGRAM is refused: relayd relays TCP), a
+// v2 needs the 12-byte signature, version 2, command LOCAL or PROXY, for
+// PROXY a family INET, INET6 or UNIX with STREAM transport (DGRAM is refused:
+// relayd relays TCP; UNSPEC is refused, as HAProxy refuses it), a
 // length that covers the address block and at most MaxV2Payload, TLVs that
 // tile the rest exactly, and a correct CRC32c if a PP2_TYPE_CRC32C TLV is
-// present. LOCAL and PROXY/UNSPEC/UNKNOWN headers carry no usable address:
-// Header.Src is invalid and the caller uses the socket's real endpoints.
+// present. LOCAL, v1 UNKNOWN and AF_UNIX headers carry no usable IP
+// address: Header.Src is invalid and the caller uses the socket's real
+// endpoints.
+//
+// Interoperability is tested against HAProxy itself (TestHAProxy, skipped
+// when the haproxy binary is absent): its send-proxy and send-proxy-v2
+// output parses here, and its accept-proxy takes what AppendV1/AppendV2 build.
 //
 // AppendV1 and AppendV2 build headers toward upstreams.
 //

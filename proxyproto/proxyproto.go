@@ -109,7 +109,8 @@ type Header struct {
 	Command Command
 	Family  Family
 	// Src and Dst are the original connection's endpoints. They are valid
-	// only for Command Proxy with Family INET or INET6; otherwise the caller
+	// only for Command Proxy with Family INET or INET6 (not for LOCAL, v1
+	// UNKNOWN or AF_UNIX); otherwise the caller
 	// uses the socket's real addresses. IPv4-mapped IPv6 addresses are kept
 	// as sent (a TCP6 line may carry them); unmap before policy checks.
 	Src, Dst netip.AddrPort
@@ -343,9 +344,9 @@ func parseV2(b []byte) (Header, int, error) {
 // addrLen validates a PROXY command's family/transport byte and returns the
 // address block length.
 func addrLen(fam byte) (int, error) {
+	// PROXY with AF_UNSPEC is refused: the spec lets a receiver refuse it,
+	// and HAProxy (the reference implementation) does.
 	switch fam {
-	case 0x00: // UNSPEC/UNSPEC: unknown protocol, use the real endpoints
-		return 0, nil
 	case 0x11: // TCP over IPv4
 		return lenINET, nil
 	case 0x21: // TCP over IPv6
@@ -466,14 +467,17 @@ type TLV struct {
 
 // AppendV2 appends a v2 PROXY-command header for a TCP connection from src
 // to dst, with tlvs. Both IPv4 (or IPv4-mapped) → TCP over IPv4; otherwise
-// TCP over IPv6 (IPv4 as ::ffff:a.b.c.d); an invalid address → family
-// UNSPEC with no address block, which tells the receiver to use the real
-// endpoints. It fails only if the TLVs would push the length past MaxV2Payload.
+// TCP over IPv6 (IPv4 as ::ffff:a.b.c.d); an invalid address → a LOCAL
+// header, which every receiver must accept and answer by using the real
+// endpoints (PROXY with AF_UNSPEC would be the literal spelling, but HAProxy
+// rejects it). It fails only if the TLVs would push the length past
+// MaxV2Payload.
 func AppendV2(b []byte, src, dst netip.AddrPort, tlvs ...TLV) ([]byte, error) {
-	fam, al := byte(0x00), 0
+	cmd, fam, al := byte(0x20), byte(0x00), 0 // version 2, LOCAL, UNSPEC
 	var s, d netip.Addr
 	if src.IsValid() && dst.IsValid() {
 		s, d = src.Addr().Unmap(), dst.Addr().Unmap()
+		cmd = 0x21 // version 2, PROXY
 		if s.Is4() && d.Is4() {
 			fam, al = 0x11, lenINET
 		} else {
@@ -488,7 +492,7 @@ func AppendV2(b []byte, src, dst netip.AddrPort, tlvs ...TLV) ([]byte, error) {
 		}
 	}
 	b = append(b, sigV2[:]...)
-	b = append(b, 0x21, fam) // version 2, command PROXY
+	b = append(b, cmd, fam)
 	b = binary.BigEndian.AppendUint16(b, uint16(length))
 	switch fam {
 	case 0x11:

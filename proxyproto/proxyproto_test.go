@@ -62,7 +62,6 @@ func vectors(t testing.TB) []vector {
 		{"v2 local ignores block", unhex(t, "0d0a0d0a000d0a515549540a 20ff 0003 010203"), V2, Header{Version: V2, Command: Local}},
 		{"v2 unix", unhex(t, "0d0a0d0a000d0a515549540a 2131 00d8"+strings.Repeat("00", 216)), V2,
 			Header{Version: V2, Command: Proxy, Family: Unix}},
-		{"v2 unspec", unhex(t, "0d0a0d0a000d0a515549540a 2100 0000"), V2, Header{Version: V2, Command: Proxy}},
 		{"v2 tlvs", unhex(t, "0d0a0d0a000d0a515549540a 2111 0016 7f000001 7f000002 0001 0002 "+
 			"0400 00 0200 04 61626364"), V2,
 			Header{Version: V2, Command: Proxy, Family: INET, Src: ap("127.0.0.1:1"), Dst: ap("127.0.0.2:2"),
@@ -105,13 +104,11 @@ func TestParseVectors(t *testing.T) {
 
 // TestOracle cross-checks addresses against github.com/pires/go-proxyproto.
 //
-// Two vectors are skipped where the spec leaves receivers free and the
-// oracle chose otherwise: for LOCAL "the receiver must ... discard the
-// protocol block including the family" (the oracle still length-checks it by
-// family), and PROXY with AF_UNSPEC, which "the receiver is free to accept
-// ... and use the real endpoints" (HAProxy does; the oracle refuses).
+// One vector is skipped where the spec is explicit and the oracle is
+// stricter: for LOCAL "the receiver must ... discard the protocol block
+// including the family" (the oracle still length-checks it by family).
 func TestOracle(t *testing.T) {
-	skip := map[string]bool{"v2 local ignores block": true, "v2 unspec": true}
+	skip := map[string]bool{"v2 local ignores block": true}
 	for _, v := range vectors(t) {
 		if skip[v.name] {
 			continue
@@ -190,6 +187,7 @@ func TestParseErrors(t *testing.T) {
 		{"v2 version 3", unhex(t, sig+"31110000"), V2, ErrV2Version},
 		{"v2 command 2", unhex(t, sig+"22"), V2, ErrV2Command},
 		{"v2 family unknown", unhex(t, sig+"2141"), V2, ErrV2Family},
+		{"v2 proxy unspec", unhex(t, sig+"21000000"), V2, ErrV2Family},
 		{"v2 dgram", unhex(t, sig+"2112000c"), V2, ErrV2Family},
 		{"v2 inet unspec transport", unhex(t, sig+"2110000c"), V2, ErrV2Family},
 		{"v2 inet short length", unhex(t, sig+"2111000b"), V2, ErrV2Length},
@@ -255,17 +253,18 @@ func TestAppend(t *testing.T) {
 			t.Fatal(err)
 		}
 		h2, n2, err := Parse(b, V2)
-		if err != nil || n2 != len(b) || h2.Family != tc.fam {
+		wantCmd := Proxy
+		if tc.fam == Unspec {
+			wantCmd = Local
+		}
+		if err != nil || n2 != len(b) || h2.Family != tc.fam || h2.Command != wantCmd {
 			t.Fatalf("v2 parse back: %+v %v", h2, err)
 		}
-		if v, ok := h2.TLV(TypeUniqueID); !ok || string(v) != "id-1" {
+		if v, ok := h2.TLV(TypeUniqueID); tc.fam != Unspec && (!ok || string(v) != "id-1") {
 			t.Errorf("TLV lost: %q", v)
 		}
 		if tc.fam != Unspec && (h2.Src.Addr().Unmap() != tc.src.Addr().Unmap().WithZone("") || h2.Dst.Port() != tc.dst.Port()) {
 			t.Errorf("v2 round trip: %v %v from %v %v", h2.Src, h2.Dst, tc.src, tc.dst)
-		}
-		if tc.fam == Unspec {
-			continue // PROXY/UNSPEC: the oracle refuses it (see TestOracle)
 		}
 		// The oracle accepts what we send.
 		oh, err := pp.Read(bufio.NewReader(bytes.NewReader(b)))

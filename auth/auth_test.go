@@ -24,6 +24,8 @@ func TestVerify(t *testing.T) {
 		{"carol", "s3cret", false},
 		{"", "", false},
 		{"alice", "pa:ss", false},
+		// An unknown user is compared against a dummy digest; matching it must not log in.
+		{"mallory", "relayd: no such user", false},
 	}
 	for _, tc := range cases {
 		if got := c.Verify([]byte(tc.u), []byte(tc.p)); got != tc.want {

@@ -29,9 +29,9 @@ type Config struct {
 	// 0 means 8192. When it is full, new entries are dropped and counted.
 	RingSize int
 	// EntryBytes is the line buffer pre-allocated per ring slot
-	// (log.entry_bytes); 0 means 512. A longer line grows that slot's
-	// buffer with one allocation (kept for reuse up to 8 KiB); lines are
-	// never truncated.
+	// (log.entry_bytes); 0 means 256. A longer line grows that slot's
+	// buffer with one allocation (kept for reuse up to 1 KiB, or
+	// EntryBytes if larger); lines are never truncated.
 	EntryBytes int
 	// Access turns the per-session access log on (log.access).
 	Access bool
@@ -115,7 +115,7 @@ func (c Config) withDefaults() Config {
 		c.RingSize = 8192
 	}
 	if c.EntryBytes == 0 {
-		c.EntryBytes = 512
+		c.EntryBytes = 256
 	}
 	if c.FlushTimeout == 0 {
 		c.FlushTimeout = 2 * time.Second

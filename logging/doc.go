@@ -29,20 +29,28 @@
 //     nothing (asserted by a test) and never waits.
 //   - Z() lines are encoded by zap on the caller's goroutine, as zap always
 //     does, and the bytes are copied into the slot's own buffer
-//     (Config.EntryBytes, 512 by default, pre-allocated in one array). A
+//     (Config.EntryBytes, 256 by default, pre-allocated in one array). A
 //     longer line makes that slot's buffer grow with one allocation; the
-//     grown buffer is reused for later lines (up to 8 KiB, beyond that it
-//     is released after writing). Lines are never truncated.
+//     grown buffer is reused for later lines up to 1 KiB (beyond that it is
+//     released after writing). Lines are never truncated. zap's caller
+//     annotation is off by default (Config.Caller) because it walks the
+//     stack and allocates on every line.
 //
 // When the ring is full the entry is dropped and an atomic counter grows
 // (Dropped, for metrics). One writer goroutine drains the ring in batches
-// of up to 64 KiB, encodes access entries with the same zap encoder
-// (so JSON and console escaping apply to every string; payload is never
+// of up to 64 KiB, encodes access entries with the same zap encoder (so
+// JSON and console escaping apply to every string; payload is never
 // logged), and issues one Write per batch. Slots are handed back before
 // that Write, so producers keep going while the writer waits on the
-// output. Every DropReport period (10s) the writer emits
-// "dropped N log entries in the last 10s" if anything was dropped; the
-// same line is emitted at Close.
+// output. A producer wakes the writer only when it is asleep on an empty
+// ring, and the woken writer lingers 1 ms before draining, so a steady
+// trickle costs at most one wake-up per millisecond rather than one per
+// entry. Every DropReport period (10s) the writer emits "dropped N log
+// entries in the last 10s" if anything was dropped; the same line is
+// emitted at Close if needed.
+//
+// With the defaults the ring holds about 4 MiB (8192 slots of ~230 bytes
+// for an access entry plus 256 bytes of line buffer).
 //
 // Repeated ordinary lines are sampled by zap's sampler (per second and per
 // level+message: the first 100 pass, then every 100th) so an error flood

@@ -38,17 +38,21 @@ type ring struct {
 	tail atomic.Uint64 // next position the writer takes; written by the writer only
 	_    cpu.CacheLinePad
 
-	slots   []slot
-	n       uint64
-	backing []byte
+	slots     []slot
+	n         uint64
+	backing   []byte
+	maxRetain int
 }
 
-// maxRetainBytes bounds how large a slot's line buffer may stay after an
-// oversize line grew it, so one huge line does not pin memory forever.
-const maxRetainBytes = 8 << 10
+// minRetainBytes bounds how large a slot's line buffer may stay after a
+// long line grew it (or the slot size, if larger): a stack trace does not
+// pin its memory in the slot, and a full ring of long lines costs at most
+// RingSize KiB.
+const minRetainBytes = 1 << 10
 
 func newRing(n, entryBytes int) *ring {
-	r := &ring{slots: make([]slot, n), n: uint64(n), backing: make([]byte, n*entryBytes)}
+	r := &ring{slots: make([]slot, n), n: uint64(n), backing: make([]byte, n*entryBytes),
+		maxRetain: max(entryBytes, minRetainBytes)}
 	for i := range r.slots {
 		s := &r.slots[i]
 		s.seq.Store(uint64(i))
@@ -93,7 +97,7 @@ func (r *ring) peek() (*slot, bool) {
 // release gives the tail slot back to producers. Writer only, after peek.
 func (r *ring) release(s *slot) {
 	pos := r.tail.Load()
-	if cap(s.buf) > maxRetainBytes {
+	if cap(s.buf) > r.maxRetain {
 		s.buf = s.base
 	}
 	s.buf = s.buf[:0]

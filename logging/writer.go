@@ -16,6 +16,14 @@ import (
 // refill the ring while the writer waits on the output.
 const maxBatchBytes = 64 << 10
 
+// linger is how long the writer waits after a producer woke it before it
+// drains, so a steady trickle of entries costs producers at most one
+// wake-up (a futex syscall in the runtime) per linger instead of one per
+// entry, and the output gets batches instead of one write per line. The
+// ring overflows during a linger only above RingSize/linger entries per
+// second (8M/s with the defaults).
+const linger = time.Millisecond
+
 // run is the writer goroutine: the only reader of the ring and the only
 // user of l.out. It exits after Close once the ring is empty.
 func (l *Logger) run() {
@@ -63,12 +71,24 @@ func (l *Logger) run() {
 		}
 		select {
 		case <-l.wake:
+			l.sleeping.Store(false)
+			lingerOrStop(l.stop)
 		case now := <-ticker.C:
 			w.reportDrops(now)
 		case <-l.stop:
 			stopping = true
 		}
 		l.sleeping.Store(false)
+	}
+}
+
+// lingerOrStop waits for linger, cut short by Close.
+func lingerOrStop(stop <-chan struct{}) {
+	t := time.NewTimer(linger)
+	select {
+	case <-t.C:
+	case <-stop:
+		t.Stop()
 	}
 }
 
@@ -86,11 +106,12 @@ type writer struct {
 }
 
 // drain moves published entries into the batch and writes it; it returns
-// how many entries it took.
-func (w *writer) drain() uint64 {
+// how many ring slots it took.
+func (w *writer) drain() int {
 	r := w.l.r
 	w.batch = w.batch[:0]
 	w.n = 0
+	taken := 0
 	for len(w.batch) < maxBatchBytes {
 		s, ok := r.peek()
 		if !ok {
@@ -99,23 +120,25 @@ func (w *writer) drain() uint64 {
 		switch s.kind {
 		case kindLog:
 			w.batch = append(w.batch, s.buf...)
+			w.n++
 		case kindAccess:
-			w.appendAccess(&s.acc)
+			if w.appendAccess(&s.acc) {
+				w.n++
+			}
 		}
 		r.release(s)
-		w.n++
+		taken++
 	}
-	if w.n == 0 {
+	if taken == 0 {
 		return 0
 	}
-	n := w.n
 	w.write()
 	w.l.flushed.Store(r.tail.Load())
 	w.notifyFlushers()
-	return n
+	return taken
 }
 
-func (w *writer) appendAccess(e *AccessEntry) {
+func (w *writer) appendAccess(e *AccessEntry) bool {
 	w.am.e = e
 	buf, err := w.acc.EncodeEntry(zapcore.Entry{
 		Level:      zapcore.InfoLevel,
@@ -126,11 +149,11 @@ func (w *writer) appendAccess(e *AccessEntry) {
 	w.am.e = nil
 	if err != nil {
 		w.l.dropped.Add(1)
-		w.n-- // not in the batch
-		return
+		return false
 	}
 	w.batch = append(w.batch, buf.Bytes()...)
 	buf.Free()
+	return true
 }
 
 func (w *writer) write() {

@@ -107,6 +107,7 @@ func BenchmarkConnect(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "connects/s")
+	b.ReportMetric(float64(p.Stats().Wakeups)/float64(b.N), "wakeups/op")
 	if failed > 0 {
 		st := p.Stats()
 		b.Fatalf("%d of %d connects failed: %v", failed, b.N, st.Failures)

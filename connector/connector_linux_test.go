@@ -365,7 +365,7 @@ func TestCancel(t *testing.T) {
 	}
 	r1.Cancel()
 	got := h.wait(t, 1, 10*time.Second)[0]
-	if got != r1 || r1.Err != ErrCanceled || r1.FD != -1 || r1.Attempts != 0 {
+	if got != r1 || r1.Err != ErrCanceled || r1.FD != -1 || r1.Attempts != 0 || r1.Addr.IsValid() {
 		t.Fatalf("queued cancel: cookie %d err %v fd %d attempts %d", got.Cookie, got.Err, got.FD, got.Attempts)
 	}
 	if st := p.Stats(); st.Inflight[0] != 1 || st.Queued != 0 || st.Attempts != 1 {
@@ -543,7 +543,7 @@ func TestSubmitInvalid(t *testing.T) {
 	hang := hangingAddr(t)
 	p := newPool(t, Config{Workers: 1, MaxInflight: 1, ConnectTimeout: time.Minute})
 	h := newRecorder(2)
-	for _, r := range []*Request{{Handler: h}, {Addrs: []netip.AddrPort{hang}}} {
+	for _, r := range []*Request{{Handler: h}, {Addrs: []netip.AddrPort{hang}}, {Addrs: []netip.AddrPort{hang, {}}, Handler: h}} {
 		if err := p.Submit(r); !errors.Is(err, ErrInvalidRequest) {
 			t.Fatalf("submit %+v: %v", r, err)
 		}

@@ -59,6 +59,8 @@
 //     at that call. The handler runs on a worker goroutine and must not
 //     block. A Request may be reused (or overwritten with a fresh literal)
 //     after Connected.
+//   - The handler must not call Close (Close waits for the worker that is
+//     running the handler). It may call Submit.
 //   - Cancel races safely with completion: whichever wins, Connected is
 //     called once; a socket that connected after Cancel is closed by the
 //     connector and the result is ErrCanceled. Cancel must not race with a

@@ -2,6 +2,7 @@ package connector
 
 import (
 	"fmt"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -76,6 +77,11 @@ func (p *Pool) Submit(r *Request) error {
 	if len(r.Addrs) == 0 || r.Handler == nil {
 		return fmt.Errorf("%w: needs Addrs and Handler", ErrInvalidRequest)
 	}
+	for _, a := range r.Addrs {
+		if !a.Addr().IsValid() {
+			return fmt.Errorf("%w: invalid address %v", ErrInvalidRequest, a)
+		}
+	}
 	if ph := r.state.Load() & phaseMask; ph == phaseQueued || ph == phaseInflight {
 		return fmt.Errorf("%w: already submitted", ErrInvalidRequest)
 	}
@@ -88,7 +94,7 @@ func (p *Pool) Submit(r *Request) error {
 	r.w = w
 	r.start = time.Now()
 	r.FD, r.Err, r.Attempts, r.Latency = -1, nil, 0, 0
-	r.Addr = r.Addrs[0]
+	r.Addr = netip.AddrPort{}
 	w.mu.Lock()
 	if w.closed {
 		w.mu.Unlock()
@@ -106,6 +112,7 @@ func (p *Pool) Submit(r *Request) error {
 	w.mu.Unlock()
 	p.submits.Add(1)
 	if post {
+		w.st.wakeups.Add(1)
 		_ = w.loop.PostFunc(w.wakeF, nil) // fails only once the loop stopped: its drain completes r
 	}
 	return nil

@@ -28,7 +28,7 @@ type Request struct {
 
 	// Results, valid in Handler.Connected.
 	FD       int            // connected non-blocking, close-on-exec socket, or -1. Ownership passes to the handler.
-	Addr     netip.AddrPort // the address that answered, or the last one tried
+	Addr     netip.AddrPort // the address that answered, or the last one tried (zero if none was)
 	Err      error          // nil, ErrTimeout, ErrCanceled, ErrClosed, or the errno as *os.SyscallError
 	Attempts int            // connect attempts made
 	Latency  time.Duration  // from Submit to completion
@@ -93,6 +93,7 @@ func (r *Request) Cancel() {
 	w.posted = w.posted || post
 	w.mu.Unlock()
 	if post {
+		w.st.wakeups.Add(1)
 		_ = w.loop.PostFunc(w.wakeF, nil) // fails only once the loop has stopped: the final drain completes r
 	}
 }

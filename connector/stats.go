@@ -34,6 +34,7 @@ type Stats struct {
 
 	Submitted     uint64 // accepted by Submit
 	QueueRejected uint64 // refused by Submit with ErrQueueFull
+	Wakeups       uint64 // worker wake-ups posted by Submit and Cancel (an eventfd write at most each); ≪ Submitted under load
 
 	Attempts  uint64             // connect attempts started
 	Failures  [NumClasses]uint64 // failed attempts by Class (a failover counts each)
@@ -55,6 +56,7 @@ func (s Stats) Completed() uint64 { return s.Connected + s.Failed + s.Canceled +
 // only so that readers are race-free; writers never contend.
 type counters struct {
 	attempts, connected, failed, canceled, closed atomic.Uint64
+	wakeups                                       atomic.Uint64
 	failures                                      [NumClasses]atomic.Uint64
 	latCount, latSum                              atomic.Uint64
 	latBuckets                                    [NumLatencyBuckets]atomic.Uint64
@@ -73,6 +75,7 @@ func (c *counters) addTo(s *Stats) {
 	s.Failed += c.failed.Load()
 	s.Canceled += c.canceled.Load()
 	s.Closed += c.closed.Load()
+	s.Wakeups += c.wakeups.Load()
 	for i := range c.failures {
 		s.Failures[i] += c.failures[i].Load()
 	}

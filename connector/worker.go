@@ -296,12 +296,24 @@ func (w *worker) onEvent(fd int, ev netpoll.IOEvent) {
 }
 
 // onTimeout is the slot timer: the current attempt took too long.
+//
+// A starved worker can find the deadline and the connect's own outcome in
+// the same event batch, tick first. If the kernel already failed the connect
+// (SO_ERROR set), that failure is what happened, so it is what is counted. A
+// connect that succeeded just too late is still a timeout: completing it from
+// here would hand off an fd whose event is still pending further down this
+// batch, and if its new owner closed it at once, a socket() of ours could
+// reuse the number and receive that event (see closeLater).
 func (s *slot) onTimeout(time.Time) {
 	w := s.w
 	fd := s.fd
+	var err error = ErrTimeout
+	if errno := soError(fd); errno != 0 {
+		err = os.NewSyscallError("connect", errno)
+	}
 	w.unregister(s)
 	w.closeLater(fd)
-	w.failed(s, ErrTimeout)
+	w.failed(s, err)
 	w.attempt(s)
 	if w.freed {
 		w.pull()

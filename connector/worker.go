@@ -31,7 +31,7 @@ type worker struct {
 	p      *Pool
 	id     int
 	loop   *evloop.Loop
-	wakeF  func(any) error // method values bound once: posting allocates nothing
+	wakeF  func(any) error // method values bound once: a post allocates no closure (gnet's task queue still allocates a node per post, one more reason posts are rare)
 	flushF func(any) error
 	st     counters
 	load   atomic.Int64 // queued + in flight on this worker, for least-loaded choice

@@ -74,8 +74,9 @@ type Relay struct {
 	// must be > 0 so that an internet-facing relay never holds a dead peer
 	// forever.
 	IdleTimeout time.Duration `mapstructure:"idle_timeout"`
-	// FinTimeout bounds a half-closed session (one side sent FIN, the other
-	// has not). Default 30s.
+	// FinTimeout replaces IdleTimeout once a session is half-closed (one
+	// side sent FIN, the other has not): an inactivity limit, so a long reply
+	// after a half-close still flows. Default 30s.
 	FinTimeout time.Duration `mapstructure:"fin_timeout"`
 	// NoDelay sets TCP_NODELAY on both sides. Default true.
 	NoDelay bool `mapstructure:"no_delay"`

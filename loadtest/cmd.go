@@ -116,7 +116,7 @@ idle and the connect time for storm and bulk.`,
 	f.DurationVar(&cfg.ConnectTimeout, "connect-timeout", 0, "per-connect timeout (0 = 5s)")
 	f.DurationVar(&cfg.IOTimeout, "io-timeout", 0, "per-session I/O timeout after connect (0 = 10s)")
 	f.StringVar(&cfg.SourceIPs, "source-ips", "", "local addresses round-robin, e.g. 127.0.0.2-127.0.0.50")
-	f.IntVar(&cfg.PID, "pid", 0, "idle: report this process's RSS before/after and per session")
+	f.IntSliceVar(&cfg.PIDs, "pid", nil, "idle: report the RSS (summed) of these processes before/after and per session; repeatable or comma-separated")
 	f.StringVar(&cfg.ExpectBanner, "expect-banner", "", "read and verify this greeting first on every session")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object instead of the table")
 	f.Int64Var(&maxErrors, "max-errors", -1, "exit non-zero if more sessions than this fail (-1 = off)")

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -62,7 +64,7 @@ func TestLoadCommandIdleJSON(t *testing.T) {
 	cmd := LoadCommand()
 	var out bytes.Buffer
 	cmd.SetOut(&out)
-	cmd.SetArgs([]string{"--target", s.Addr(), "--mode", "idle", "--sessions", "50", "--json", "--pid", "1"})
+	cmd.SetArgs([]string{"--target", s.Addr(), "--mode", "idle", "--sessions", "50", "--json", "--pid", "1," + strconv.Itoa(os.Getpid())})
 	if err := cmd.ExecuteContext(context.Background()); err != nil {
 		t.Fatalf("load: %v", err)
 	}
@@ -75,6 +77,10 @@ func TestLoadCommandIdleJSON(t *testing.T) {
 		if _, ok := m[k]; !ok {
 			t.Errorf("idle json lacks %q: %s", k, out.String())
 		}
+	}
+	// Two PIDs: the target RSS is the sum, so it exceeds our own.
+	if pids, _ := m["target_pids"].([]any); len(pids) != 2 || m["target_rss_after_bytes"].(float64) <= m["self_rss_after_bytes"].(float64) {
+		t.Errorf("target pids %v rss %v vs self %v", m["target_pids"], m["target_rss_after_bytes"], m["self_rss_after_bytes"])
 	}
 }
 

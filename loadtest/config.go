@@ -75,6 +75,9 @@ type LoadConfig struct {
 	// PID, if > 0, is the process whose RSS idle mode reports before and
 	// after opening the sessions (the relay under test).
 	PID int
+	// PIDs are more processes to include in that RSS (summed with PID), e.g.
+	// nginx's workers.
+	PIDs []int
 	// ExpectBanner, if set, is read and verified first on every session
 	// (for a banner sink); TTFB is then the time to the banner.
 	ExpectBanner string
@@ -157,6 +160,11 @@ func (c LoadConfig) Validate() error {
 		return bad("max-inflight-connects %d", c.MaxInflightConnects)
 	case c.ConnectRate < 0:
 		return bad("connect-rate %v", c.ConnectRate)
+	}
+	for _, p := range append([]int{c.PID}, c.PIDs...) {
+		if p < 0 {
+			return bad("pid %d", p)
+		}
 	}
 	if _, err := ParseSourceIPs(c.SourceIPs); err != nil {
 		return err

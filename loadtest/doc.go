@@ -58,7 +58,7 @@
 //	streams                          bulk: [{"bytes_sent","bytes_received","bits_per_sec","error"}]
 //	idle_open_s                      idle: time to open and prove all sessions
 //	self_rss_before_bytes, self_rss_after_bytes, self_rss_per_session_bytes
-//	target_pid, target_rss_before_bytes, target_rss_after_bytes, target_rss_per_session_bytes
+//	target_pid (first), target_pids (all, RSS summed), target_rss_before_bytes, target_rss_after_bytes, target_rss_per_session_bytes
 //
 // connect is the connect() time alone (queueing for the pacing caps
 // excluded); ttfb is from the request write (or, with ExpectBanner, from

@@ -42,12 +42,13 @@ func (r *runner) idle(ctx context.Context, res *Result) {
 		}
 	}()
 
-	res.TargetPID = r.cfg.PID
+	targets := r.targetPIDs()
+	if len(targets) > 0 {
+		res.TargetPID, res.TargetPIDs = targets[0], targets
+	}
 	settle()
 	res.SelfRSSBefore, _ = rss(os.Getpid())
-	if r.cfg.PID > 0 {
-		res.TargetRSSBefore, _ = rss(r.cfg.PID)
-	}
+	res.TargetRSSBefore = rssSum(targets)
 
 	var next atomic.Uint64
 	var wg sync.WaitGroup
@@ -82,12 +83,10 @@ func (r *runner) idle(ctx context.Context, res *Result) {
 	}
 	settle()
 	res.SelfRSSAfter, _ = rss(os.Getpid())
-	if r.cfg.PID > 0 {
-		res.TargetRSSAfter, _ = rss(r.cfg.PID)
-	}
+	res.TargetRSSAfter = rssSum(targets)
 	if opened > 0 {
 		res.SelfRSSPerSession = (float64(res.SelfRSSAfter) - float64(res.SelfRSSBefore)) / float64(opened)
-		if r.cfg.PID > 0 {
+		if len(targets) > 0 {
 			res.TargetRSSPerSession = (float64(res.TargetRSSAfter) - float64(res.TargetRSSBefore)) / float64(opened)
 		}
 	}
@@ -174,6 +173,29 @@ func dupFD(c *net.TCPConn) (int, error) {
 		return -1, fmt.Errorf("dup: %w", derr)
 	}
 	return fd, nil
+}
+
+// targetPIDs is PID and PIDs, positive and deduplicated.
+func (r *runner) targetPIDs() []int {
+	var out []int
+	seen := map[int]bool{}
+	for _, p := range append([]int{r.cfg.PID}, r.cfg.PIDs...) {
+		if p > 0 && !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// rssSum is the summed RSS of pids; a process that cannot be read counts 0.
+func rssSum(pids []int) uint64 {
+	var sum uint64
+	for _, p := range pids {
+		v, _ := rss(p)
+		sum += v
+	}
+	return sum
 }
 
 // rss is the resident set size of process pid in bytes, from

@@ -72,13 +72,14 @@ type Result struct {
 	Streams []StreamResult `json:"streams,omitempty"`
 
 	// Idle mode only: time to open all sessions, and RSS in bytes of this
-	// process (Self*) and of LoadConfig.PID (Target*) before the sessions
-	// were opened and while they were all held.
+	// process (Self*) and of LoadConfig.PID plus PIDs summed (Target*)
+	// before the sessions were opened and while they were all held.
 	IdleOpenTime        time.Duration `json:"-"`
 	SelfRSSBefore       uint64        `json:"self_rss_before_bytes,omitempty"`
 	SelfRSSAfter        uint64        `json:"self_rss_after_bytes,omitempty"`
 	SelfRSSPerSession   float64       `json:"self_rss_per_session_bytes,omitempty"`
 	TargetPID           int           `json:"target_pid,omitempty"`
+	TargetPIDs          []int         `json:"target_pids,omitempty"`
 	TargetRSSBefore     uint64        `json:"target_rss_before_bytes,omitempty"`
 	TargetRSSAfter      uint64        `json:"target_rss_after_bytes,omitempty"`
 	TargetRSSPerSession float64       `json:"target_rss_per_session_bytes,omitempty"`
@@ -131,7 +132,7 @@ func (r *Result) WriteSummary(w io.Writer) error {
 		p("\nidle open time\t%.3fs\n", r.IdleOpenTime.Seconds())
 		p("self RSS\t%s -> %s\t%.0f B/session\n", human(float64(r.SelfRSSBefore)), human(float64(r.SelfRSSAfter)), r.SelfRSSPerSession)
 		if r.TargetPID > 0 {
-			p("pid %d RSS\t%s -> %s\t%.0f B/session\n", r.TargetPID, human(float64(r.TargetRSSBefore)), human(float64(r.TargetRSSAfter)), r.TargetRSSPerSession)
+			p("pid %v RSS\t%s -> %s\t%.0f B/session\n", r.TargetPIDs, human(float64(r.TargetRSSBefore)), human(float64(r.TargetRSSAfter)), r.TargetRSSPerSession)
 		}
 	}
 	return tw.Flush()

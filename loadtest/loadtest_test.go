@@ -507,3 +507,61 @@ func TestPattern(t *testing.T) {
 		}
 	}
 }
+
+// TestProgressQuietOffTerminal: a non-terminal Progress writer (a pipe or a
+// buffer, as under CI) gets nothing.
+func TestProgressQuietOffTerminal(t *testing.T) {
+	s := startSink(t, SinkEcho)
+	f, err := os.CreateTemp(t.TempDir(), "progress")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if isTerminal(f) {
+		t.Fatal("a regular file counted as a terminal")
+	}
+	res := run(t, LoadConfig{Target: s.Addr(), Duration: 1200 * time.Millisecond, Concurrency: 2, Progress: f})
+	noErrors(t, res)
+	if st, err := f.Stat(); err != nil || st.Size() != 0 {
+		t.Fatalf("progress wrote %d bytes to a file (%v)", st.Size(), err)
+	}
+}
+
+// TestRRLargePayloadBackpressure: an echo peer that stops reading while its
+// writes are blocked (io.Copy, like a relay with backpressure) must not
+// deadlock an rr session whose payload exceeds all socket buffers.
+func TestRRLargePayloadBackpressure(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				// Small fixed buffers here, so what the path can hold is
+				// well below the payload whatever the client's autotuning.
+				_ = c.(*net.TCPConn).SetReadBuffer(64 << 10)
+				_ = c.(*net.TCPConn).SetWriteBuffer(64 << 10)
+				_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+				_, _ = io.Copy(c, c)
+			}()
+		}
+	}()
+	const size = 16 << 20
+	res := run(t, LoadConfig{Target: ln.Addr().String(), Sessions: 2, Concurrency: 2, Size: size, IOTimeout: 20 * time.Second})
+	noErrors(t, res)
+	if res.Sessions != 2 || res.BytesSent != 2*size || res.BytesReceived != 2*size {
+		t.Fatalf("sessions %d sent %d received %d", res.Sessions, res.BytesSent, res.BytesReceived)
+	}
+}

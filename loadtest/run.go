@@ -116,6 +116,10 @@ func (r *runner) sessions(ctx context.Context, fn func(ctx context.Context, id u
 	wg.Wait()
 }
 
+// rrInlineWrite is the largest rr payload written before reading; larger
+// ones are written concurrently with the read.
+const rrInlineWrite = 32 << 10
+
 // rrSession: connect, [banner], write Size bytes, read them back, verify,
 // close.
 func (r *runner) rrSession(ctx context.Context, id uint64) (err error) {
@@ -146,10 +150,34 @@ func (r *runner) rrSession(ctx context.Context, id uint64) (err error) {
 	out, in := buf[:r.cfg.Size], buf[r.cfg.Size:2*r.cfg.Size]
 	fillSession(out, id)
 	t0 := time.Now()
-	n, err := c.Write(out)
-	sent += uint64(n)
-	if err != nil {
-		return fmt.Errorf("write: %w", err)
+	if len(out) <= rrInlineWrite {
+		n, werr := c.Write(out)
+		sent += uint64(n)
+		if werr != nil {
+			return fmt.Errorf("write: %w", werr)
+		}
+	} else {
+		// A payload larger than the socket buffers, sent before reading,
+		// would deadlock against a relay that applies backpressure: write
+		// from a second goroutine while this one reads the echo.
+		type wres struct {
+			n   int
+			err error
+		}
+		wc := make(chan wres, 1)
+		go func() { n, err := c.Write(out); wc <- wres{n, err} }()
+		defer func() {
+			if err != nil {
+				// The read side failed: unblock the writer now rather
+				// than at the I/O deadline. Its own error is then moot.
+				_ = c.SetWriteDeadline(time.Now())
+			}
+			w := <-wc // before the buffer goes back to the pool
+			sent += uint64(w.n)
+			if err == nil && w.err != nil {
+				err = fmt.Errorf("write: %w", w.err)
+			}
+		}()
 	}
 	got := 0
 	for got < len(in) {

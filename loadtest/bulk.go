@@ -26,6 +26,16 @@ func (r *runner) bulk(ctx context.Context) []StreamResult {
 			continue
 		}
 		r.rec.connectOnly(ct)
+		if b := r.cfg.ExpectBanner; b != "" {
+			scratch := make([]byte, len(b))
+			_ = c.SetDeadline(time.Now().Add(r.cfg.IOTimeout))
+			if err := readExact(c, scratch, []byte(b)); err != nil {
+				c.Close()
+				r.rec.session(0, 0, 0, 0, 0, fmt.Errorf("banner: %w", err))
+				continue
+			}
+			_ = c.SetDeadline(time.Time{})
+		}
 		conns[i] = c
 	}
 	out := make([]StreamResult, len(conns))

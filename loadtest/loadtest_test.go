@@ -133,8 +133,8 @@ func TestIdleExact(t *testing.T) {
 	const n = 300
 	res := run(t, LoadConfig{Target: s.Addr(), Mode: ModeIdle, Sessions: n, Size: 16, PID: os.Getpid()})
 	noErrors(t, res)
-	if res.Sessions != n || res.BytesReceived != n*16 {
-		t.Fatalf("sessions %d received %d", res.Sessions, res.BytesReceived)
+	if res.Sessions != n || res.BytesReceived != n*16 || res.RTT.Count != n {
+		t.Fatalf("sessions %d received %d rtt count %d", res.Sessions, res.BytesReceived, res.RTT.Count)
 	}
 	if res.SelfRSSBefore == 0 || res.SelfRSSAfter == 0 || res.TargetRSSAfter == 0 || res.IdleOpenTime <= 0 {
 		t.Fatalf("idle fields not filled: %+v", res)
@@ -142,6 +142,33 @@ func TestIdleExact(t *testing.T) {
 	// All sessions were held at once: the sink saw n opens and, after Run,
 	// n closes.
 	if st := waitIdle(t, s, n); st.Accepted != n || st.BytesIn != n*16 || st.BytesOut != n*16 {
+		t.Fatalf("sink %+v", st)
+	}
+}
+
+// TestBannerModes: idle, storm and bulk read and verify the greeting first.
+func TestBannerModes(t *testing.T) {
+	s := startSink(t, SinkBanner)
+	b := uint64(len(DefaultBanner))
+	idle := run(t, LoadConfig{Target: s.Addr(), Mode: ModeIdle, Sessions: 20, Size: 8, ExpectBanner: DefaultBanner})
+	noErrors(t, idle)
+	storm := run(t, LoadConfig{Target: s.Addr(), Mode: ModeStorm, Sessions: 20, ExpectBanner: DefaultBanner})
+	noErrors(t, storm)
+	bulk := run(t, LoadConfig{Target: s.Addr(), Mode: ModeBulk, Direction: DirBoth, Duration: 200 * time.Millisecond, ExpectBanner: DefaultBanner})
+	noErrors(t, bulk)
+	if idle.Sessions != 20 || idle.BytesReceived != 20*(b+8) || storm.Sessions != 20 || storm.BytesReceived != 20*b || storm.TTFB.Count != 20 {
+		t.Fatalf("idle %d/%d B, storm %d/%d B", idle.Sessions, idle.BytesReceived, storm.Sessions, storm.BytesReceived)
+	}
+	if bulk.Sessions != 1 || bulk.BytesSent == 0 || bulk.BytesReceived != bulk.BytesSent {
+		t.Fatalf("bulk sent %d received %d", bulk.BytesSent, bulk.BytesReceived)
+	}
+	// A wrong greeting is a mismatch in every mode.
+	bad := run(t, LoadConfig{Target: s.Addr(), Mode: ModeStorm, Sessions: 3, ExpectBanner: "999 nope\r\n"})
+	if bad.Errors[KindMismatch] != 3 {
+		t.Fatalf("wrong banner: %v", bad.Errors)
+	}
+	st := waitIdle(t, s, 20+20+1+3)
+	if st.Accepted != 44 {
 		t.Fatalf("sink %+v", st)
 	}
 }

@@ -28,10 +28,11 @@ const linger = time.Millisecond
 // user of l.out. It exits after Close once the ring is empty.
 func (l *Logger) run() {
 	w := writer{
-		l:     l,
-		acc:   l.enc.Clone(),
-		batch: make([]byte, 0, maxBatchBytes+4096),
-		last:  time.Now(),
+		l:        l,
+		acc:      l.enc.Clone(),
+		batch:    make([]byte, 0, maxBatchBytes+4096),
+		last:     time.Now(),
+		fastJSON: l.cfg.Format == "json",
 	}
 	w.accFields = []zapcore.Field{zap.Inline(&w.am)}
 	ticker := time.NewTicker(l.cfg.DropReport)
@@ -100,6 +101,7 @@ type writer struct {
 	accFields []zapcore.Field
 	batch     []byte
 	n         uint64 // entries in batch
+	fastJSON  bool   // JSON format: access lines use appendAccessJSON
 
 	last        time.Time // last drop report
 	lastDropped uint64
@@ -139,6 +141,10 @@ func (w *writer) drain() int {
 }
 
 func (w *writer) appendAccess(e *AccessEntry) bool {
+	if w.fastJSON {
+		w.batch = appendAccessJSON(w.batch, e)
+		return true
+	}
 	w.am.e = e
 	buf, err := w.acc.EncodeEntry(zapcore.Entry{
 		Level:      zapcore.InfoLevel,

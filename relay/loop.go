@@ -242,17 +242,29 @@ func (l *loop) endBackoff(ls *lsock) {
 
 func (l *loop) closeListeners() {
 	for _, ls := range l.lsocks {
-		if ls.closed {
-			continue
-		}
-		ls.closed = true
-		l.ev.Wheel().Stop(&ls.timer)
-		if !ls.paused {
-			_ = l.ev.Poller().Delete(ls.fd)
-		}
-		l.fds[ls.fd] = fdRef{}
-		l.deferClose(ls.fd)
+		l.closeLsock(ls)
 	}
+}
+
+func (l *loop) closeListenerOf(ln *listener) {
+	for _, ls := range l.lsocks {
+		if ls.ln == ln {
+			l.closeLsock(ls)
+		}
+	}
+}
+
+func (l *loop) closeLsock(ls *lsock) {
+	if ls.closed {
+		return
+	}
+	ls.closed = true
+	l.ev.Wheel().Stop(&ls.timer)
+	if !ls.paused {
+		_ = l.ev.Poller().Delete(ls.fd)
+	}
+	l.fds[ls.fd] = fdRef{}
+	l.deferClose(ls.fd)
 }
 
 // ---- tasks posted from other goroutines ----

@@ -19,11 +19,13 @@ var ErrServerClosed = errors.New("relay: server closed")
 // listener is one configured listening address, shared by the loops that
 // hold a socket for it.
 type listener struct {
-	cfg    ListenerConfig
-	addr   netip.AddrPort // bound address (port resolved)
-	ups    atomic.Pointer[upstreams]
-	active atomic.Int64
-	socks  []*lsock
+	cfg         ListenerConfig // immutable after AddListener, but for what Update swaps below
+	addr        netip.AddrPort // bound address (port resolved)
+	ups         atomic.Pointer[upstreams]
+	maxSessions atomic.Int64
+	active      atomic.Int64
+	st          listenerCounters
+	socks       []*lsock
 }
 
 func (ln *listener) release() { ln.active.Add(-1) }
@@ -35,15 +37,18 @@ type Server struct {
 	loops   []*loop
 	bufPool sync.Pool
 
-	mu        sync.Mutex // guards listeners, started, closed
+	mu        sync.Mutex // guards listeners, retired, started, closed
 	listeners []*listener
+	retired   []*listener // removed at run time; kept for their counters
 	started   bool
 	closed    bool
 
-	active atomic.Int64 // live sessions, for MaxSessions
-	next   atomic.Uint64
-	wg     sync.WaitGroup
-	stopWG sync.Once
+	active      atomic.Int64 // live sessions, for MaxSessions
+	maxSessions atomic.Int64
+	idle, fin   atomic.Int64 // current IdleTimeout and FinTimeout (reloadable)
+	next        atomic.Uint64
+	wg          sync.WaitGroup
+	stopWG      sync.Once
 }
 
 // New builds the loops; call AddListener, then Start.
@@ -53,6 +58,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: c}
+	s.maxSessions.Store(int64(c.MaxSessions))
+	s.idle.Store(int64(c.IdleTimeout))
+	s.fin.Store(int64(c.FinTimeout))
 	size := c.BufferSize
 	s.bufPool.New = func() any { b := make([]byte, size); return &b }
 	for i := range c.Loops {
@@ -91,11 +99,14 @@ func (s *Server) AddListener(lc ListenerConfig) (netip.AddrPort, error) {
 	if s.closed {
 		return netip.AddrPort{}, ErrServerClosed
 	}
-	if s.started {
-		return netip.AddrPort{}, errors.New("relay: AddListener after Start")
+	for _, o := range s.listeners {
+		if o.cfg.Name == lc.Name {
+			return netip.AddrPort{}, fmt.Errorf("relay: listener %q exists", lc.Name)
+		}
 	}
 	ln := &listener{cfg: lc}
 	ln.ups.Store(newUpstreams(lc.Upstreams, lc.LeastConn, lc.Tries))
+	ln.maxSessions.Store(int64(lc.MaxSessions))
 	n := 1
 	if s.cfg.Reuseport {
 		n = len(s.loops)
@@ -113,6 +124,21 @@ func (s *Server) AddListener(lc ListenerConfig) (netip.AddrPort, error) {
 		ln.socks = append(ln.socks, &lsock{fd: fd, ln: ln, loop: s.loops[i]})
 	}
 	ln.addr = addr
+	if s.started {
+		// Running loops register their socket themselves: the loop owns it.
+		for _, ls := range ln.socks {
+			var err error
+			done := make(chan struct{})
+			if perr := ls.loop.ev.Post(func(any) { err = ls.loop.addListener(ls); close(done) }, nil); perr != nil {
+				err = perr
+				close(done)
+			}
+			<-done
+			if err != nil {
+				return netip.AddrPort{}, fmt.Errorf("relay: register listener %s: %w", addr, err)
+			}
+		}
+	}
 	s.listeners = append(s.listeners, ln)
 	return addr, nil
 }
@@ -161,17 +187,20 @@ func (s *Server) Start() error {
 // admit decides whether a freshly accepted client becomes a session, and on
 // which loop. The accepting loop owns fd until it hands it over.
 func (s *Server) admit(l *loop, ln *listener, fd int, client netip.AddrPort) {
-	if m := s.cfg.MaxSessions; m > 0 && s.active.Add(1) > int64(m) {
+	ln.st.accepted.Add(1)
+	if m := s.maxSessions.Load(); m > 0 && s.active.Add(1) > m {
 		s.active.Add(-1)
 		l.reject(fd, ReasonRejectedLimit)
+		ln.st.closed[ReasonRejectedLimit].Add(1)
 		return
 	} else if m <= 0 {
 		s.active.Add(1)
 	}
-	if m := ln.cfg.MaxSessions; m > 0 && ln.active.Add(1) > int64(m) {
+	if m := ln.maxSessions.Load(); m > 0 && ln.active.Add(1) > m {
 		ln.active.Add(-1)
 		s.active.Add(-1)
 		l.reject(fd, ReasonRejectedLimit)
+		ln.st.closed[ReasonRejectedLimit].Add(1)
 		return
 	} else if m <= 0 {
 		ln.active.Add(1)
@@ -197,22 +226,109 @@ func (l *loop) reject(fd int, reason Reason) {
 	setLingerZero(fd)
 	_ = unix.Close(fd) // never registered in the poller: no stale event possible
 	l.st.closed[reason].Add(1)
-	if log := l.srv.cfg.Log; log.AccessEnabled() {
-		_ = log // the access log records sessions; rejections are counted only
-	}
 }
 
 // Active returns the number of live sessions.
 func (s *Server) Active() int64 { return s.active.Load() }
 
-// Stats returns a snapshot of all loops' counters.
+// Stats returns a snapshot of all loops' and listeners' counters.
 func (s *Server) Stats() Stats {
 	st := Stats{Closed: make(map[string]uint64, numReasons), AcceptErrors: make(map[string]uint64, numAcceptErrs)}
 	for _, l := range s.loops {
 		st.add(&l.st)
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st.Listeners = make(map[string]ListenerStats, len(s.listeners))
+	// Removed listeners still count (their sessions may run on, and
+	// counters must never go down); a re-added name adds up.
+	for _, ln := range append(s.retired[:len(s.retired):len(s.retired)], s.listeners...) {
+		ls, ok := st.Listeners[ln.cfg.Name]
+		if !ok {
+			ls.Closed = make(map[string]uint64, numReasons)
+		}
+		ls.Addr = ln.addr
+		ls.Active += ln.active.Load()
+		ls.Accepted += ln.st.accepted.Load()
+		ls.BytesUp += ln.st.bytesUp.Load()
+		ls.BytesDown += ln.st.bytesDown.Load()
+		for i := range ln.st.closed {
+			ls.Closed[reasonNames[i]] += ln.st.closed[i].Load()
+		}
+		st.Listeners[ln.cfg.Name] = ls
+	}
 	return st
 }
+
+// Update applies a new configuration to the running listener of the same
+// name: upstreams, balance, tries and per-listener session cap. Established
+// sessions keep their upstream; new sessions use the new set at once. The
+// address cannot change (remove and add the listener instead).
+func (s *Server) Update(lc ListenerConfig) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ln := range s.listeners {
+		if ln.cfg.Name != lc.Name {
+			continue
+		}
+		if !lc.Addr.IsValid() {
+			lc.Addr = ln.cfg.Addr
+		}
+		if err := lc.validate(); err != nil {
+			return err
+		}
+		if lc.Addr != ln.cfg.Addr && lc.Addr != ln.addr {
+			return fmt.Errorf("relay: listener %q: address %s cannot change to %s without a restart of the listener", lc.Name, ln.cfg.Addr, lc.Addr)
+		}
+		ln.ups.Store(newUpstreams(lc.Upstreams, lc.LeastConn, lc.Tries))
+		ln.maxSessions.Store(int64(lc.MaxSessions))
+		return nil
+	}
+	return fmt.Errorf("relay: no listener %q", lc.Name)
+}
+
+// RemoveListener stops accepting on the named listener; its sessions run on
+// to their natural end.
+func (s *Server) RemoveListener(name string) error {
+	s.mu.Lock()
+	var ln *listener
+	for i, o := range s.listeners {
+		if o.cfg.Name == name {
+			ln = o
+			s.listeners = append(s.listeners[:i:i], s.listeners[i+1:]...)
+			s.retired = append(s.retired, ln)
+			break
+		}
+	}
+	started := s.started
+	s.mu.Unlock()
+	if ln == nil {
+		return fmt.Errorf("relay: no listener %q", name)
+	}
+	if !started {
+		for _, ls := range ln.socks {
+			_ = unix.Close(ls.fd)
+		}
+		return nil
+	}
+	s.onLoops(func(l *loop) { l.closeListenerOf(ln) })
+	return nil
+}
+
+// SetTimeouts changes the idle and fin timeouts of every session, running
+// ones included (≤ 0 keeps the current value).
+func (s *Server) SetTimeouts(idle, fin time.Duration) {
+	if idle > 0 {
+		s.idle.Store(int64(idle))
+	}
+	if fin > 0 {
+		s.fin.Store(int64(fin))
+	}
+}
+
+// SetMaxSessions changes the global session cap (0 = unlimited). Sessions
+// over a lowered cap are not cut; new ones wait for room.
+func (s *Server) SetMaxSessions(n int) { s.maxSessions.Store(int64(max(n, 0))) }
 
 // onLoops runs fn on every loop and waits for all of them.
 func (s *Server) onLoops(fn func(l *loop)) {
@@ -286,4 +402,8 @@ func (s *Server) Close() error {
 		s.wg.Wait()
 	})
 	return nil
+}
+
+func (s *Server) timeouts() (idle, fin time.Duration) {
+	return time.Duration(s.idle.Load()), time.Duration(s.fin.Load())
 }

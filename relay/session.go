@@ -94,7 +94,7 @@ func (s *session) start(now time.Time) {
 		return
 	}
 	s.update()
-	l.ev.Wheel().Schedule(&s.timer, l.srv.cfg.IdleTimeout, now)
+	l.ev.Wheel().Schedule(&s.timer, time.Duration(l.srv.idle.Load()), now)
 }
 
 // Connected is called by a connector worker when the connect finished; it
@@ -374,9 +374,10 @@ func (s *session) onTimer(now time.Time) {
 		s.rearm(now)
 		return
 	}
-	limit, reason := s.loop.srv.cfg.IdleTimeout, ReasonIdleTimeout
-	if !s.halfAt.IsZero() && s.loop.srv.cfg.FinTimeout < limit {
-		limit, reason = s.loop.srv.cfg.FinTimeout, ReasonFinTimeout
+	idle, fin := s.loop.srv.timeouts()
+	limit, reason := idle, ReasonIdleTimeout
+	if !s.halfAt.IsZero() && fin < limit {
+		limit, reason = fin, ReasonFinTimeout
 	}
 	if !now.Before(s.lastActive.Add(limit)) {
 		s.close(reason, false)
@@ -386,10 +387,10 @@ func (s *session) onTimer(now time.Time) {
 }
 
 func (s *session) rearm(now time.Time) {
-	cfg := &s.loop.srv.cfg
-	limit := cfg.IdleTimeout
+	idle, fin := s.loop.srv.timeouts()
+	limit := idle
 	if !s.halfAt.IsZero() {
-		limit = min(limit, cfg.FinTimeout)
+		limit = min(limit, fin)
 	}
 	next := s.lastActive.Add(limit)
 	if s.state == stConnecting || next.Before(now) {
@@ -437,6 +438,9 @@ func (s *session) close(reason Reason, rst bool) {
 	l.sessions.remove(s)
 	l.st.active.Add(-1)
 	l.st.closed[reason].Add(1)
+	s.ln.st.closed[reason].Add(1)
+	s.ln.st.bytesUp.Add(s.up.n)
+	s.ln.st.bytesDown.Add(s.down.n)
 	s.ln.release()
 	l.srv.release()
 	if log := l.srv.cfg.Log; log.AccessEnabled() {

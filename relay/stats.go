@@ -1,6 +1,9 @@
 package relay
 
-import "sync/atomic"
+import (
+	"net/netip"
+	"sync/atomic"
+)
 
 // Reason says why a session ended. Every close is counted under one.
 type Reason uint8
@@ -70,6 +73,26 @@ type counters struct {
 	acceptPaused atomic.Uint64 // accept back-off episodes (EMFILE & co.)
 }
 
+// listenerCounters are shared by the loops that accept for one listener.
+// Bytes are added when a session ends (the loop counters are the live ones),
+// so the hot path touches no cache line shared between loops.
+type listenerCounters struct {
+	accepted  atomic.Uint64
+	closed    [numReasons]atomic.Uint64
+	bytesUp   atomic.Uint64
+	bytesDown atomic.Uint64
+}
+
+// ListenerStats is one listener's share of Stats.
+type ListenerStats struct {
+	Addr      netip.AddrPort
+	Active    int64
+	Accepted  uint64
+	Closed    map[string]uint64
+	BytesUp   uint64 // of ended sessions
+	BytesDown uint64
+}
+
 // LoopStats is one loop's share of Stats.
 type LoopStats struct {
 	Active   int64
@@ -90,6 +113,7 @@ type Stats struct {
 	Resumes       uint64            // backpressure: reads resumed
 	BufsHeld      int64             // relay buffers held right now (each Config.BufferSize bytes)
 	Loops         []LoopStats
+	Listeners     map[string]ListenerStats
 }
 
 // ClosedTotal sums Closed over all reasons.

@@ -441,3 +441,30 @@ func TestFileOutputBadPath(t *testing.T) {
 		t.Fatalf("New = %v, want ErrConfig naming log.output", err)
 	}
 }
+
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("disk on fire") }
+func (failingWriter) Sync() error               { return nil }
+
+// Entries lost in failed writes count as dropped; so does the drop report
+// that Close then fails to write.
+func TestWriteErrorsCountAsDropped(t *testing.T) {
+	l, err := NewWithWriter(Config{Access: true, DropReport: time.Hour}, failingWriter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		l.Access(&AccessEntry{})
+	}
+	closeOK(t, l)
+	if d := l.Dropped(); d != 11 {
+		t.Fatalf("Dropped = %d, want 10 entries + 1 drop report", d)
+	}
+	if n := l.WriteErrors(); n < 2 {
+		t.Fatalf("WriteErrors = %d, want at least 2", n)
+	}
+	if l.Written() != 0 {
+		t.Fatalf("Written = %d", l.Written())
+	}
+}

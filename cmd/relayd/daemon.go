@@ -54,7 +54,7 @@ func listenerConfig(l configs.Listener) (relay.ListenerConfig, error) {
 		}
 		lc.Upstreams = append(lc.Upstreams, ap)
 	}
-	return lc, nil
+	return lc, applyEdge(&lc, l)
 }
 
 // normalizeListen turns ":7000" (all addresses) into "[::]:7000"… no: into

@@ -43,12 +43,13 @@ type Server struct {
 	started   bool
 	closed    bool
 
-	active      atomic.Int64 // live sessions, for MaxSessions
-	maxSessions atomic.Int64
-	idle, fin   atomic.Int64 // current IdleTimeout and FinTimeout (reloadable)
-	next        atomic.Uint64
-	wg          sync.WaitGroup
-	stopWG      sync.Once
+	active         atomic.Int64 // live sessions, for MaxSessions
+	maxSessions    atomic.Int64
+	idle, fin      atomic.Int64 // current IdleTimeout and FinTimeout (reloadable)
+	connectTimeout atomic.Int64 // per connect attempt; 0 = the Dialer's default
+	next           atomic.Uint64
+	wg             sync.WaitGroup
+	stopWG         sync.Once
 }
 
 // New builds the loops; call AddListener, then Start.
@@ -325,6 +326,10 @@ func (s *Server) SetTimeouts(idle, fin time.Duration) {
 		s.fin.Store(int64(fin))
 	}
 }
+
+// SetConnectTimeout changes the connect timeout of new sessions' attempts
+// (0 = the Dialer's own default).
+func (s *Server) SetConnectTimeout(d time.Duration) { s.connectTimeout.Store(int64(max(d, 0))) }
 
 // SetMaxSessions changes the global session cap (0 = unlimited). Sessions
 // over a lowered cap are not cut; new ones wait for room.

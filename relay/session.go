@@ -87,7 +87,7 @@ func (s *session) start(now time.Time) {
 		setNoDelay(s.c.fd)
 	}
 	ups := s.ln.ups.Load()
-	s.req = connector.Request{Addrs: ups.pick(), Tries: ups.tries, Handler: s, Cookie: s.gen}
+	s.req = connector.Request{Addrs: ups.pick(), Tries: ups.tries, Timeout: time.Duration(l.srv.connectTimeout.Load()), Handler: s, Cookie: s.gen}
 	s.state = stConnecting
 	if err := l.srv.cfg.Dialer.Submit(&s.req); err != nil {
 		s.close(ReasonRejectedQueueFull, true)

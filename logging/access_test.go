@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
 
@@ -90,4 +92,38 @@ func ExampleLogger_Access() {
 	}
 	// Output:
 	// 2026-11-23T12:00:00.000Z	INFO	access	session	{"listener": "main", "client": "127.0.0.1:40000", "upstream": "127.0.0.1:8080", "loop": 1, "connect_ms": 0.25, "duration_ms": 3000, "bytes_up": 512, "bytes_down": 1048576, "retries": 0, "reason": "eof"}
+}
+
+// Console format applies to zap lines and the drop report too.
+func TestConsoleFormat(t *testing.T) {
+	w := newTestWriter(true)
+	l := startLogger(t, Config{Format: "console", RingSize: 2, Access: true}, w)
+	l.Access(&AccessEntry{})
+	waitEntered(t, w)
+	l.Z().Warn("accept backoff", zap.Duration("delay", 5*time.Millisecond))
+	l.Access(&AccessEntry{Reason: "eof"})
+	l.Access(&AccessEntry{Reason: "dropped"})
+	w.open()
+	closeOK(t, l)
+	w.mu.Lock()
+	out := w.buf.String()
+	w.mu.Unlock()
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	want := []string{
+		"\tINFO\taccess\tsession\t{",
+		"\tWARN\taccept backoff\t{\"delay\": \"5ms\"}",
+		"\tINFO\taccess\tsession\t{",
+		"\tWARN\tlogging\tdropped 1 log entries in the last ",
+	}
+	if len(lines) != len(want) {
+		t.Fatalf("%d lines, want %d:\n%s", len(lines), len(want), out)
+	}
+	for i, line := range lines {
+		if !strings.Contains(line, want[i]) {
+			t.Errorf("line %d = %q, want it to contain %q", i, line, want[i])
+		}
+	}
+	if !strings.Contains(lines[2], `"reason": "eof"`) {
+		t.Errorf("line 2 = %q, want reason eof", lines[2])
+	}
 }

@@ -44,6 +44,11 @@ type ListenerConfig struct {
 	LeastConn   bool             // false: round-robin
 	Tries       int              // connect attempts in total across upstreams; 0 = len(Upstreams)
 	MaxSessions int              // 0 = unlimited
+	// FDs are inherited listening sockets to adopt instead of binding anew
+	// (zero-downtime upgrade): FDs[i] goes to loop i; loops beyond len(FDs)
+	// bind their own SO_REUSEPORT socket to the same address. The server
+	// owns them from AddListener on.
+	FDs []int
 }
 
 func (c *Config) withDefaults() (Config, error) {

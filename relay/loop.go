@@ -241,24 +241,32 @@ func (l *loop) endBackoff(ls *lsock) {
 }
 
 func (l *loop) closeListeners() {
+	stop := !l.srv.handoff.Load()
 	for _, ls := range l.lsocks {
-		l.closeLsock(ls)
+		l.closeLsock(ls, stop)
 	}
 }
 
-func (l *loop) closeListenerOf(ln *listener) {
+func (l *loop) closeListenerOf(ln *listener, stop bool) {
 	for _, ls := range l.lsocks {
 		if ls.ln == ln {
-			l.closeLsock(ls)
+			l.closeLsock(ls, stop)
 		}
 	}
 }
 
-func (l *loop) closeLsock(ls *lsock) {
+// closeLsock stops this loop accepting on ls. With stop, the socket stops
+// listening for every holder of a copy (shutdown on a listening socket),
+// so new connects are refused at once rather than left in a backlog that a
+// held-open duplicate (the upgrade machinery keeps one) would never drain.
+func (l *loop) closeLsock(ls *lsock, stop bool) {
 	if ls.closed {
 		return
 	}
 	ls.closed = true
+	if stop {
+		_ = unix.Shutdown(ls.fd, unix.SHUT_RD)
+	}
 	l.ev.Wheel().Stop(&ls.timer)
 	if !ls.paused {
 		_ = l.ev.Poller().Delete(ls.fd)

@@ -47,6 +47,7 @@ type Server struct {
 	maxSessions    atomic.Int64
 	idle, fin      atomic.Int64 // current IdleTimeout and FinTimeout (reloadable)
 	connectTimeout atomic.Int64 // per connect attempt; 0 = the Dialer's default
+	handoff        atomic.Bool  // listening sockets are shared with a successor
 	next           atomic.Uint64
 	wg             sync.WaitGroup
 	stopWG         sync.Once
@@ -114,7 +115,14 @@ func (s *Server) AddListener(lc ListenerConfig) (netip.AddrPort, error) {
 	}
 	addr := lc.Addr
 	for i := range n {
-		fd, bound, err := listenTCP(addr, s.cfg.Reuseport, s.cfg.Backlog)
+		var fd int
+		var bound netip.AddrPort
+		var err error
+		if i < len(lc.FDs) {
+			fd, bound, err = adoptListener(lc.FDs[i], addr)
+		} else {
+			fd, bound, err = listenTCP(addr, s.cfg.Reuseport, s.cfg.Backlog)
+		}
 		if err != nil {
 			for _, ls := range ln.socks {
 				_ = unix.Close(ls.fd)
@@ -143,6 +151,29 @@ func (s *Server) AddListener(lc ListenerConfig) (netip.AddrPort, error) {
 	s.listeners = append(s.listeners, ln)
 	return addr, nil
 }
+
+// ListenerFDs returns the listening sockets of the named listener, for
+// handing them to a successor process (they stay owned by this server).
+func (s *Server) ListenerFDs(name string) []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ln := range s.listeners {
+		if ln.cfg.Name == name {
+			fds := make([]int, len(ln.socks))
+			for i, ls := range ln.socks {
+				fds[i] = ls.fd
+			}
+			return fds
+		}
+	}
+	return nil
+}
+
+// HandOff declares that the listening sockets are now shared with a
+// successor process: from here on Shutdown and Close only stop this process
+// accepting (they close its copies) instead of shutting the sockets down for
+// everyone. Connections waiting in the accept queues go to the successor.
+func (s *Server) HandOff() { s.handoff.Store(true) }
 
 // Addrs returns the bound address of each listener by name.
 func (s *Server) Addrs() map[string]netip.AddrPort {
@@ -308,11 +339,12 @@ func (s *Server) RemoveListener(name string) error {
 	}
 	if !started {
 		for _, ls := range ln.socks {
+			_ = unix.Shutdown(ls.fd, unix.SHUT_RD)
 			_ = unix.Close(ls.fd)
 		}
 		return nil
 	}
-	s.onLoops(func(l *loop) { l.closeListenerOf(ln) })
+	s.onLoops(func(l *loop) { l.closeListenerOf(ln, true) })
 	return nil
 }
 

@@ -72,3 +72,27 @@ func setNoDelay(fd int) { _ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_
 func setLingerZero(fd int) {
 	_ = unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
 }
+
+// adoptListener takes over an inherited listening socket (zero-downtime
+// upgrade), checking that it is a listening TCP socket bound to want.
+func adoptListener(fd int, want netip.AddrPort) (int, netip.AddrPort, error) {
+	fail := func(err error) (int, netip.AddrPort, error) {
+		return -1, want, fmt.Errorf("relay: inherited fd %d for %s: %w", fd, want, err)
+	}
+	if v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN); err != nil || v != 1 {
+		return fail(fmt.Errorf("not a listening socket (%v)", err))
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return fail(err)
+	}
+	got := addrPort(sa)
+	if got.Addr().Unmap() != want.Addr().Unmap() || (want.Port() != 0 && got.Port() != want.Port()) {
+		return fail(fmt.Errorf("bound to %s", got))
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		return fail(err)
+	}
+	unix.CloseOnExec(fd)
+	return fd, got, nil
+}

@@ -21,6 +21,16 @@ type daemon struct {
 	pool  *connector.Pool
 	relay *relay.Server
 	addrs map[string]netip.AddrPort
+	fds   fdHandoff // nil: no upgrade support (demo, tests)
+}
+
+// fdHandoff passes listening sockets between an old and a new relayd
+// (zero-downtime upgrade); see upgrade.go.
+type fdHandoff interface {
+	// inherited returns the sockets a predecessor passed for listener name.
+	inherited(name string, want netip.AddrPort) []int
+	// publish offers the listener's sockets to a future successor.
+	publish(name string, fds []int) error
 }
 
 func relayConfig(c *configs.Config) relay.Config {
@@ -67,8 +77,8 @@ func normalizeListen(s string) string {
 	return s
 }
 
-func newDaemon(cfg *configs.Config, log *logging.Logger) (*daemon, error) {
-	d := &daemon{cfg: cfg, log: log}
+func newDaemon(cfg *configs.Config, log *logging.Logger, fds fdHandoff) (*daemon, error) {
+	d := &daemon{cfg: cfg, log: log, fds: fds}
 	var err error
 	d.pool, err = connector.New(connector.Config{
 		Workers:        cfg.Connector.Workers,
@@ -86,18 +96,34 @@ func newDaemon(cfg *configs.Config, log *logging.Logger) (*daemon, error) {
 		_ = d.pool.Close()
 		return nil, err
 	}
+	d.relay.SetConnectTimeout(cfg.Connector.ConnectTimeout)
 	for _, l := range cfg.Listeners {
-		lc, err := listenerConfig(l)
-		if err == nil {
-			_, err = d.relay.AddListener(lc)
-		}
-		if err != nil {
+		if err := d.addListener(l); err != nil {
 			d.close()
 			return nil, err
 		}
 	}
 	d.addrs = d.relay.Addrs()
 	return d, nil
+}
+
+// addListener binds (or inherits) a listener's sockets and publishes them
+// for a future upgrade.
+func (d *daemon) addListener(l configs.Listener) error {
+	lc, err := listenerConfig(l)
+	if err != nil {
+		return err
+	}
+	if d.fds != nil {
+		lc.FDs = d.fds.inherited(l.Name, lc.Addr)
+	}
+	if _, err := d.relay.AddListener(lc); err != nil {
+		return err
+	}
+	if d.fds != nil {
+		return d.fds.publish(l.Name, d.relay.ListenerFDs(l.Name))
+	}
+	return nil
 }
 
 func (d *daemon) start() error {

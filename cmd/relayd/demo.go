@@ -56,7 +56,7 @@ func demo(ctx context.Context, out io.Writer, dur time.Duration, conc int) error
 		return err
 	}
 	defer log.Close(context.Background()) //nolint:errcheck
-	d, err := newDaemon(&cfg, log)
+	d, err := newDaemon(&cfg, log, nil)
 	if err != nil {
 		return fmt.Errorf("demo: relayd: %w", err)
 	}

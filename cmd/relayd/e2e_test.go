@@ -44,8 +44,9 @@ func TestMain(m *testing.M) {
 type child struct {
 	cmd    *exec.Cmd
 	addr   string // first listener's bound address, from the ready line
-	stderr *lockedBuf
-	done   chan error
+	stderr  *lockedBuf
+	done    chan error
+	cfgFile string
 }
 
 type lockedBuf struct {
@@ -63,20 +64,29 @@ func (l *lockedBuf) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l
 // startRelayd runs `relayd serve` with a config file body (YAML) through sh,
 // so that shellPrefix (e.g. "ulimit -n 64;") applies to it alone, and waits
 // for its ready line.
-func startRelayd(t *testing.T, yaml, shellPrefix string) *child {
+func startRelayd(t *testing.T, yaml, shellPrefix string, extra ...string) *child {
 	t.Helper()
 	cfgFile := filepath.Join(t.TempDir(), "relayd.yaml")
 	if err := os.WriteFile(cfgFile, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("sh", "-c", shellPrefix+` exec "$0" serve --config "$1"`, relaydBin, cfgFile)
+	args := append([]string{"-c", shellPrefix + ` exec "$0" serve --config "$@"`, relaydBin, cfgFile}, extra...)
+	cmd := exec.Command("sh", args...)
 	cmd.Env = append(os.Environ(), "GORACE=halt_on_error=1")
-	pr, pw := io.Pipe()
-	c := &child{cmd: cmd, stderr: &lockedBuf{}, done: make(chan error, 1)}
+	// A real pipe, not an io.Writer: exec would otherwise copy through a
+	// goroutine that Wait waits for, and an upgraded successor holding the
+	// pipe would keep Wait from returning when this process exits.
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &child{cmd: cmd, stderr: &lockedBuf{}, done: make(chan error, 1), cfgFile: cfgFile}
 	cmd.Stderr = pw
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	pw.Close()
+	t.Cleanup(func() { pr.Close() })
 	ready := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(pr)
@@ -98,7 +108,7 @@ func startRelayd(t *testing.T, yaml, shellPrefix string) *child {
 			}
 		}
 	}()
-	go func() { c.done <- cmd.Wait(); pw.Close() }()
+	go func() { c.done <- cmd.Wait() }()
 	t.Cleanup(func() {
 		if cmd.ProcessState == nil {
 			_ = cmd.Process.Kill()
@@ -308,9 +318,18 @@ func TestEMFILEBackoff(t *testing.T) {
 	if len(clients) < 64 {
 		t.Fatalf("only %d clients connected; cannot saturate", len(clients))
 	}
-	time.Sleep(500 * time.Millisecond) // let relayd hit EMFILE; not a sync
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(c.stderr.String(), "accept failing, backing off") {
+		if time.Now().After(deadline) {
+			t.Fatalf("relayd never hit the fd limit:\n%s", c.stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Let the first burst (clients accepted, refused an upstream socket,
+	// reset) settle; then the steady saturated state is measured.
+	time.Sleep(time.Second)
 	cpu0, t0 := cpuTime(t, pid), time.Now()
-	time.Sleep(2 * time.Second)
+	time.Sleep(3 * time.Second)
 	cpu := cpuTime(t, pid) - cpu0
 	wall := time.Since(t0)
 	if frac := float64(cpu) / float64(wall); frac > 0.10 {
@@ -324,7 +343,7 @@ func TestEMFILEBackoff(t *testing.T) {
 	}
 	clients = nil
 	// Served again, by itself, within the maximum back-off and some slack.
-	deadline := time.Now().Add(15 * time.Second)
+	deadline = time.Now().Add(15 * time.Second)
 	for {
 		s, err := net.DialTimeout("tcp", c.addr, 2*time.Second)
 		if err == nil {

@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
+	"github.com/cloudflare/tableflip"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
@@ -26,11 +28,22 @@ func loggingConfig(c *configs.Config) logging.Config {
 
 func newServeCmd() *cobra.Command {
 	var opts configs.LoadOptions
+	var pidFile string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the relay daemon",
-		Long: `Run the relay daemon until SIGTERM or SIGINT, then drain: stop accepting at
-once, let sessions finish for shutdown.timeout, close the rest, exit 0.`,
+		Long: `Run the relay daemon.
+
+Signals:
+  SIGTERM, SIGINT  drain: stop accepting at once, let sessions finish for
+                   shutdown.timeout, close the rest, exit 0 (a second one
+                   cuts the drain short)
+  SIGHUP           reload the config file; an invalid one is logged and the
+                   running config stays
+  SIGUSR2          zero-downtime upgrade: start the binary at the same path
+                   with the listening sockets; once it is ready this process
+                   stops accepting, drains and exits (--pid-file then holds
+                   the new PID)`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts.Env = true
@@ -38,17 +51,18 @@ once, let sessions finish for shutdown.timeout, close the rest, exit 0.`,
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}
-			return serve(cfg)
+			return serve(cfg, opts, pidFile)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVarP(&opts.File, "config", "c", "", "config file (YAML); see configs/relayd.yaml")
 	f.StringVar(&opts.Listen, "listen", "", "listen address (quick mode, no file needed)")
 	f.StringSliceVar(&opts.Upstreams, "upstream", nil, "upstream address(es), repeatable or comma-separated; several = round-robin with failover")
+	f.StringVar(&pidFile, "pid-file", "", "write the PID here once ready (rewritten by each upgrade)")
 	return cmd
 }
 
-func serve(cfg *configs.Config) error {
+func serve(cfg *configs.Config, opts configs.LoadOptions, pidFile string) error {
 	log, err := logging.New(loggingConfig(cfg))
 	if err != nil {
 		return &exitError{code: 2, err: err}
@@ -58,29 +72,86 @@ func serve(cfg *configs.Config) error {
 		defer cancel()
 		_ = log.Close(ctx)
 	}()
-	d, err := newDaemon(cfg, log)
+	upg, err := tableflip.New(tableflip.Options{PIDFile: pidFile})
 	if err != nil {
 		log.Z().Error("startup failed", zap.Error(err))
 		return err
 	}
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer upg.Stop()
+	d, err := newDaemon(cfg, log, flipper{upg})
+	if err != nil {
+		log.Z().Error("startup failed", zap.Error(err))
+		return err
+	}
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR2)
 	defer signal.Stop(sigs)
 	if err := d.start(); err != nil {
 		log.Z().Error("startup failed", zap.Error(err))
 		return err
 	}
-	sig := <-sigs
-	log.Z().Info("draining", zap.String("signal", sig.String()), zap.Duration("timeout", cfg.Shutdown.Timeout))
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.Shutdown.Timeout)
-	defer cancel()
-	go func() {
-		// A second signal cuts the drain short.
+	if err := upg.Ready(); err != nil { // writes the pid file, releases a waiting parent
+		log.Z().Error("ready", zap.Error(err))
+		d.close()
+		return err
+	}
+	upgradeDone := make(chan error, 1)
+	upgrading := false
+	for {
 		select {
-		case <-sigs:
+		case sig := <-sigs:
+			switch sig {
+			case syscall.SIGHUP:
+				next, err := configs.Load(opts)
+				if err == nil {
+					err = d.reload(next)
+				}
+				if err != nil {
+					log.Z().Error("reload failed, keeping the running config", zap.Error(err))
+				}
+			case syscall.SIGUSR2:
+				if upgrading {
+					log.Z().Warn("upgrade already in progress")
+					continue
+				}
+				upgrading = true
+				log.Z().Info("upgrade: starting the new process")
+				go func() { upgradeDone <- upg.Upgrade() }()
+			default:
+				return d.drain(sig.String())
+			}
+		case err := <-upgradeDone:
+			upgrading = false
+			if err != nil {
+				log.Z().Error("upgrade failed, still serving", zap.Error(err))
+			}
+		case <-upg.Exit():
+			// The successor is ready and accepts on the shared sockets.
+			d.relay.HandOff()
+			return d.drain("upgrade")
+		}
+	}
+}
+
+// drain stops accepting, lets sessions finish until shutdown.timeout (a
+// further SIGTERM/SIGINT cuts it short) and closes the rest.
+func (d *daemon) drain(why string) error {
+	d.log.Z().Info("draining", zap.String("cause", why), zap.Duration("timeout", d.cfg.Shutdown.Timeout))
+	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.Shutdown.Timeout)
+	defer cancel()
+	more := make(chan os.Signal, 1)
+	signal.Notify(more, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(more)
+	go func() {
+		select {
+		case <-more:
 			cancel()
 		case <-ctx.Done():
 		}
 	}()
-	return d.shutdown(ctx)
+	err := d.shutdown(ctx)
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
 }

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"strconv"
+
+	"github.com/cloudflare/tableflip"
+	"golang.org/x/sys/unix"
+)
+
+// flipper hands listening sockets to a successor relayd with
+// cloudflare/tableflip: SIGUSR2 starts the new binary with the sockets, the
+// new process starts accepting and says it is ready, then this one stops
+// accepting (closing only its copies, so connections waiting in the accept
+// queues go to the successor) and drains. Each listener has one socket per
+// relay loop (SO_REUSEPORT group), named "listener/<name>/<i>".
+type flipper struct{ upg *tableflip.Upgrader }
+
+func fdName(listener string, i int) string { return "listener/" + listener + "/" + strconv.Itoa(i) }
+
+func (f flipper) inherited(name string, want netip.AddrPort) []int {
+	var fds []int
+	for i := 0; ; i++ {
+		file, err := f.upg.Fds.File(fdName(name, i))
+		if err != nil || file == nil {
+			return fds
+		}
+		fd, err := unix.Dup(int(file.Fd()))
+		file.Close()
+		if err != nil {
+			return fds
+		}
+		sa, err := unix.Getsockname(fd)
+		if err != nil || !sameAddr(sa, want) {
+			// The new config moved this listener: the old socket must stop
+			// listening for everyone, or it would queue clients no one serves.
+			_ = unix.Shutdown(fd, unix.SHUT_RD)
+			unix.Close(fd)
+			continue
+		}
+		fds = append(fds, fd)
+	}
+}
+
+func sameAddr(sa unix.Sockaddr, want netip.AddrPort) bool {
+	var got netip.AddrPort
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		got = netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
+	case *unix.SockaddrInet6:
+		got = netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), uint16(sa.Port))
+	default:
+		return false
+	}
+	return got.Addr() == want.Addr().Unmap() && (want.Port() == 0 || got.Port() == want.Port())
+}
+
+func (f flipper) publish(name string, fds []int) error {
+	for i, fd := range fds {
+		dup, err := unix.Dup(fd) // tableflip dups again; this copy is ours to close
+		if err != nil {
+			return err
+		}
+		file := os.NewFile(uintptr(dup), fdName(name, i))
+		err = f.upg.Fds.AddFile(fdName(name, i), file)
+		file.Close()
+		if err != nil {
+			return fmt.Errorf("upgrade: publish %s: %w", fdName(name, i), err)
+		}
+	}
+	return nil
+}

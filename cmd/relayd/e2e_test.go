@@ -42,8 +42,8 @@ func TestMain(m *testing.M) {
 
 // child is a relayd process under test.
 type child struct {
-	cmd    *exec.Cmd
-	addr   string // first listener's bound address, from the ready line
+	cmd     *exec.Cmd
+	addr    string // first listener's bound address, from the ready line
 	stderr  *lockedBuf
 	done    chan error
 	cfgFile string

@@ -1,0 +1,222 @@
+package admin
+
+import (
+	"runtime"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/relayd/relayd/connector"
+	"github.com/relayd/relayd/relay"
+)
+
+// Sources are the snapshot functions the collector calls at scrape time.
+// Each may be nil: its metrics are then left out (Ready nil means always
+// ready). They are called from the HTTP handler goroutine, possibly by two
+// scrapes at once, so they must be safe for concurrent use — relay.Server.Stats,
+// connector.Pool.Stats and the logging.Logger counters are.
+type Sources struct {
+	Relay      func() relay.Stats
+	Connector  func() connector.Stats
+	LogDropped func() uint64 // logging.Logger.Dropped
+	LogWritten func() uint64 // logging.Logger.Written
+	// Ready is true while every listener is bound and the server is not
+	// draining. /readyz answers 503 whenever it returns false.
+	Ready func() bool
+}
+
+// Label values for the direction label.
+const (
+	dirUp   = "up"   // client -> upstream
+	dirDown = "down" // upstream -> client
+)
+
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc("relayd_"+name, help, labels, nil)
+}
+
+// collector turns the stats snapshots into const metrics on every scrape.
+// It holds no counters of its own: the relay loops and connector workers
+// keep their atomics, and nothing on the data path calls into Prometheus.
+type collector struct {
+	src     Sources
+	version string
+
+	buildInfo *prometheus.Desc
+
+	lnInfo, lnActive, lnAccepted, lnClosed, lnBytes *prometheus.Desc
+
+	accepted, active, closed, acceptErrs, acceptBackoff *prometheus.Desc
+	bytes, pauses, resumes, bufsHeld                    *prometheus.Desc
+	loopActive, loopBufs                                *prometheus.Desc
+
+	cInflight, cHigh, cQueued, cSubmitted, cRejected *prometheus.Desc
+	cAttempts, cConnected, cFailed, cCanceled        *prometheus.Desc
+	cFailures, cLatency                              *prometheus.Desc
+
+	logDropped, logWritten *prometheus.Desc
+}
+
+// NewCollector returns the prometheus.Collector behind /metrics, for
+// callers that want it in a registry of their own.
+func NewCollector(src Sources, version string) prometheus.Collector {
+	if version == "" {
+		version = "unknown"
+	}
+	return &collector{
+		src:       src,
+		version:   version,
+		buildInfo: desc("build_info", "Always 1; the labels say which relayd build runs.", "version", "goversion"),
+
+		lnInfo:     desc("listener_info", "Always 1 per listener (including removed ones); addr is the bound address.", "listener", "addr"),
+		lnActive:   desc("listener_sessions_active", "Sessions open right now, per listener.", "listener"),
+		lnAccepted: desc("listener_sessions_accepted_total", "Client connections accepted, per listener (including those rejected at once).", "listener"),
+		lnClosed:   desc("listener_sessions_closed_total", "Sessions ended, per listener and close reason.", "listener", "reason"),
+		lnBytes:    desc("listener_session_bytes_total", "Bytes relayed by sessions that have ended, per listener and direction (up: client to upstream). Live totals: relayd_bytes_total.", "listener", "direction"),
+
+		accepted:      desc("sessions_accepted_total", "Client connections accepted, all listeners."),
+		active:        desc("sessions_active", "Sessions open right now, all listeners."),
+		closed:        desc("sessions_closed_total", "Sessions ended, all listeners, by close reason.", "reason"),
+		acceptErrs:    desc("accept_errors_total", "accept() failures by errno kind.", "kind"),
+		acceptBackoff: desc("accept_backoff_total", "Accept back-off episodes (EMFILE, ENFILE, ENOBUFS)."),
+		bytes:         desc("bytes_total", "Bytes relayed so far including live sessions, by direction (up: client to upstream).", "direction"),
+		pauses:        desc("backpressure_pauses_total", "Times a side stopped being read because its peer was not taking data."),
+		resumes:       desc("backpressure_resumes_total", "Times a paused side was read again."),
+		bufsHeld:      desc("buffers_held", "Relay buffers held by sessions right now, all loops."),
+		loopActive:    desc("loop_sessions_active", "Sessions owned by each relay loop right now.", "loop"),
+		loopBufs:      desc("loop_buffers_held", "Relay buffers held by each loop's sessions right now.", "loop"),
+
+		cInflight:  desc("connector_inflight", "Upstream connects in progress, per connector worker.", "worker"),
+		cHigh:      desc("connector_inflight_high_water", "Most upstream connects ever in progress at once, per connector worker.", "worker"),
+		cQueued:    desc("connector_queued", "Connect requests waiting for a slot, all workers."),
+		cSubmitted: desc("connector_requests_total", "Connect requests accepted by the connector."),
+		cRejected:  desc("connector_queue_rejected_total", "Connect requests refused because the queue was full (the client is rejected)."),
+		cAttempts:  desc("connector_attempts_total", "Connect attempts started (a failover counts each try)."),
+		cConnected: desc("connector_connected_total", "Requests that got a connected upstream socket."),
+		cFailed:    desc("connector_failed_total", "Requests whose every try failed."),
+		cCanceled:  desc("connector_canceled_total", "Requests canceled because the client went away."),
+		cFailures:  desc("connector_failures_total", "Failed connect attempts by class.", "class"),
+		cLatency:   desc("connector_latency_seconds", "Time from submit to connected upstream, for connected requests (log2 buckets from 1µs)."),
+
+		logDropped: desc("log_entries_dropped_total", "Log entries dropped because the ring was full or the write failed."),
+		logWritten: desc("log_entries_written_total", "Log entries written."),
+	}
+}
+
+func (c *collector) descs() []*prometheus.Desc {
+	return []*prometheus.Desc{
+		c.buildInfo,
+		c.lnInfo, c.lnActive, c.lnAccepted, c.lnClosed, c.lnBytes,
+		c.accepted, c.active, c.closed, c.acceptErrs, c.acceptBackoff,
+		c.bytes, c.pauses, c.resumes, c.bufsHeld, c.loopActive, c.loopBufs,
+		c.cInflight, c.cHigh, c.cQueued, c.cSubmitted, c.cRejected,
+		c.cAttempts, c.cConnected, c.cFailed, c.cCanceled, c.cFailures, c.cLatency,
+		c.logDropped, c.logWritten,
+	}
+}
+
+// Describe sends every descriptor, so the registry can check Collect
+// against them (a checked collector).
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.descs() {
+		ch <- d
+	}
+}
+
+// Collect takes one snapshot per source and emits it.
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(c.buildInfo, prometheus.GaugeValue, 1, c.version, runtime.Version())
+	if c.src.Relay != nil {
+		c.collectRelay(ch, c.src.Relay())
+	}
+	if c.src.Connector != nil {
+		c.collectConnector(ch, c.src.Connector())
+	}
+	if c.src.LogDropped != nil {
+		ch <- prometheus.MustNewConstMetric(c.logDropped, prometheus.CounterValue, float64(c.src.LogDropped()))
+	}
+	if c.src.LogWritten != nil {
+		ch <- prometheus.MustNewConstMetric(c.logWritten, prometheus.CounterValue, float64(c.src.LogWritten()))
+	}
+}
+
+func counter(ch chan<- prometheus.Metric, d *prometheus.Desc, v uint64, lv ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), lv...)
+}
+
+func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v int64, lv ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), lv...)
+}
+
+func (c *collector) collectRelay(ch chan<- prometheus.Metric, s relay.Stats) {
+	reasons := relay.Reasons()
+	for name, ls := range s.Listeners {
+		gauge(ch, c.lnInfo, 1, name, ls.Addr.String())
+		gauge(ch, c.lnActive, ls.Active, name)
+		counter(ch, c.lnAccepted, ls.Accepted, name)
+		// Every reason, zeros included, so rate() works from the first
+		// close and dashboards see the full label set.
+		for _, r := range reasons {
+			counter(ch, c.lnClosed, ls.Closed[r.String()], name, r.String())
+		}
+		counter(ch, c.lnBytes, ls.BytesUp, name, dirUp)
+		counter(ch, c.lnBytes, ls.BytesDown, name, dirDown)
+	}
+	counter(ch, c.accepted, s.Accepted)
+	gauge(ch, c.active, s.Active)
+	for _, r := range reasons {
+		counter(ch, c.closed, s.Closed[r.String()], r.String())
+	}
+	for kind, n := range s.AcceptErrors {
+		counter(ch, c.acceptErrs, n, kind)
+	}
+	counter(ch, c.acceptBackoff, s.AcceptBackoff)
+	counter(ch, c.bytes, s.BytesUp, dirUp)
+	counter(ch, c.bytes, s.BytesDown, dirDown)
+	counter(ch, c.pauses, s.Pauses)
+	counter(ch, c.resumes, s.Resumes)
+	gauge(ch, c.bufsHeld, s.BufsHeld)
+	for i, l := range s.Loops {
+		idx := strconv.Itoa(i)
+		gauge(ch, c.loopActive, l.Active, idx)
+		gauge(ch, c.loopBufs, l.BufsHeld, idx)
+	}
+}
+
+func (c *collector) collectConnector(ch chan<- prometheus.Metric, s connector.Stats) {
+	for i, n := range s.Inflight {
+		gauge(ch, c.cInflight, int64(n), strconv.Itoa(i))
+	}
+	for i, n := range s.InflightHighWater {
+		gauge(ch, c.cHigh, int64(n), strconv.Itoa(i))
+	}
+	gauge(ch, c.cQueued, int64(s.Queued))
+	counter(ch, c.cSubmitted, s.Submitted)
+	counter(ch, c.cRejected, s.QueueRejected)
+	counter(ch, c.cAttempts, s.Attempts)
+	counter(ch, c.cConnected, s.Connected)
+	counter(ch, c.cFailed, s.Failed)
+	counter(ch, c.cCanceled, s.Canceled)
+	for i, n := range s.Failures {
+		counter(ch, c.cFailures, n, connector.Class(i).String())
+	}
+	count, buckets := latencyHistogram(&s)
+	ch <- prometheus.MustNewConstHistogram(c.cLatency, count, s.LatencySum.Seconds(), buckets)
+}
+
+// latencyHistogram converts the connector's log2 buckets (bucket i counts
+// latencies up to 2^i µs, the last one also everything slower) into
+// Prometheus's cumulative form. The last bucket is open-ended, so it has no
+// finite bound and lands in +Inf only. The count is the sum of the buckets,
+// not LatencyCount: the snapshot is not atomic, and the exposition must
+// keep every bucket ≤ count.
+func latencyHistogram(s *connector.Stats) (count uint64, buckets map[float64]uint64) {
+	buckets = make(map[float64]uint64, connector.NumLatencyBuckets-1)
+	for i, n := range s.LatencyBuckets {
+		count += n
+		if i < connector.NumLatencyBuckets-1 {
+			buckets[connector.LatencyBucketBound(i).Seconds()] = count
+		}
+	}
+	return count, buckets
+}

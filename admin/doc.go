@@ -1,0 +1,72 @@
+// Package admin is relayd's admin HTTP endpoint: Prometheus metrics,
+// liveness and readiness probes, and optionally pprof. It is off the data
+// path: it runs on net/http goroutines of its own and only reads snapshots.
+//
+// # Use
+//
+//	srv, err := admin.New(admin.Config{
+//		Listen:  cfg.Admin.Listen, // "127.0.0.1:9090"; skip New when ""
+//		AllowRemote: cfg.Admin.AllowRemote,
+//		Pprof:   cfg.Admin.Pprof,
+//		Version: version,
+//	}, admin.Sources{
+//		Relay:      relaySrv.Stats,
+//		Connector:  pool.Stats,
+//		LogDropped: logger.Dropped,
+//		LogWritten: logger.Written,
+//		Ready:      ready.Load, // an atomic.Bool: true once bound, false when draining
+//	})
+//	if err != nil { ... }          // names admin.listen
+//	if err := srv.Start(); err != nil { ... } // bind error
+//	log.Info("admin", "addr", srv.Addr())
+//	...
+//	ready.Store(false)             // drain begins: /readyz answers 503 at once
+//	srv.Shutdown(ctx)              // last, so /metrics covers the drain
+//
+// # Routes
+//
+//   - /metrics: Prometheus text format. relayd_* metrics (see NewCollector
+//     and OPERATIONS.md), process_* (open and max fds, CPU, RSS) and go_*.
+//   - /healthz: 200 "ok" while the process serves HTTP at all.
+//   - /readyz: 200 "ready" while Sources.Ready returns true, else 503.
+//   - /debug/pprof/: only with Config.Pprof.
+//
+// Every route takes GET and HEAD only; any other method gets 405 and
+// reaches no handler. Nothing here changes the daemon's state.
+//
+// # How metrics are made
+//
+// The relay loops and connector workers keep plain atomic counters that
+// they own (see relay.Stats, connector.Stats). At scrape time the collector
+// calls the Sources once each and turns the snapshots into const metrics,
+// so the data path never calls into Prometheus and a scrape costs one
+// snapshot, not one metric update per event. A snapshot is not atomic
+// across counters: two related series can be a few events apart.
+//
+// # Safety
+//
+// The endpoint has no authentication, so a non-loopback Listen is refused
+// unless AllowRemote is set (checked on the address; nothing is bound).
+// Put it behind a firewall or a proxy when you allow it.
+//
+// # Zero-downtime upgrade
+//
+// The admin address is held by the old process while it drains, so a new
+// process cannot bind it. Pass the inherited listener to StartListener
+// (tableflip: upg.Listen("tcp", cfg.Listen)); once the new process is
+// ready the old one should Shutdown its admin server, or both will answer
+// scrapes on the shared socket.
+//
+// # Non-goals
+//
+// No authentication or TLS, no write endpoints (reload and upgrade are
+// signals), no push gateway, no per-session metrics.
+//
+// # Concurrency
+//
+// New, Start, StartListener, Shutdown, Close and Addr are safe to call from
+// any goroutine. Sources are called concurrently by simultaneous scrapes
+// and must be safe for that. Shutdown and Close wait for the serve
+// goroutine; a handler stuck in a Source outlives a forced Shutdown until
+// that Source returns.
+package admin

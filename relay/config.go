@@ -9,8 +9,11 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/relayd/relayd/auth"
 	"github.com/relayd/relayd/connector"
 	"github.com/relayd/relayd/logging"
+	"github.com/relayd/relayd/policy"
+	"github.com/relayd/relayd/proxyproto"
 )
 
 // Dialer is the seam to the connector stage: relay hands it requests and
@@ -36,11 +39,22 @@ type Config struct {
 	Zap    *zap.Logger     // overrides Log.Z() when set (tests)
 }
 
+// Listener modes: where a session's upstream comes from.
+const (
+	ModeForward     = "forward"      // the listener's Upstreams
+	ModeSOCKS5      = "socks5"       // the client names it in a SOCKS5 CONNECT
+	ModeHTTPConnect = "http-connect" // the client names it in an HTTP CONNECT
+)
+
 // ListenerConfig is one listening address and where its sessions go.
+//
+// The edge settings (Mode and below FDs) are fixed when the listener is
+// added: Server.Update swaps upstreams and caps only. Every session reads
+// them from its listener when it starts.
 type ListenerConfig struct {
 	Name        string
 	Addr        netip.AddrPort
-	Upstreams   []netip.AddrPort // at least one
+	Upstreams   []netip.AddrPort // at least one in ModeForward; ignored (may be empty) otherwise
 	LeastConn   bool             // false: round-robin
 	Tries       int              // connect attempts in total across upstreams; 0 = len(Upstreams)
 	MaxSessions int              // 0 = unlimited
@@ -49,6 +63,42 @@ type ListenerConfig struct {
 	// bind their own SO_REUSEPORT socket to the same address. The server
 	// owns them from AddListener on.
 	FDs []int
+
+	// Mode is ModeForward ("" means it), ModeSOCKS5 or ModeHTTPConnect.
+	Mode string
+	// HandshakeTimeout bounds everything before relaying starts for a
+	// session that has a handshake (PROXY header, SOCKS5 / HTTP CONNECT
+	// request, name resolution): the whole phase, not an inactivity limit,
+	// so a client trickling a byte a second cannot hold its slot. 0 = 10 s.
+	HandshakeTimeout time.Duration
+	// Verify checks SOCKS5 / HTTP CONNECT credentials; nil = no auth.
+	Verify auth.Verifier
+	// Policy decides which client-chosen destinations are allowed (SOCKS5,
+	// HTTP CONNECT); nil = the default policy (deny loopback, private,
+	// link-local ... ranges). The listener's own bound address is refused
+	// in any case (rule "self"), also when it was bound to port 0.
+	Policy *policy.Policy
+	// Resolver resolves target names off the loop; nil = names are refused
+	// (SOCKS5 "host unreachable", HTTP 502).
+	Resolver *policy.Resolver
+	// ProxyAccept is the PROXY protocol version expected from Trusted peers:
+	// 0 (none), proxyproto.V1, V2 or Any. Peers outside Trusted are plain
+	// clients: they cannot claim another address.
+	ProxyAccept proxyproto.Version
+	Trusted     []netip.Prefix
+	// ProxySend writes a PROXY header of this version (0 = none, V1 or V2)
+	// to the upstream before any client byte.
+	ProxySend proxyproto.Version
+	// ACL admits clients by source address (the PROXY header's source when
+	// one was accepted); nil admits everyone.
+	ACL *policy.SourceACL
+	// Limiter caps sessions and new sessions per second per source; nil =
+	// none. It may be shared between listeners.
+	Limiter *policy.SourceLimiter
+
+	// edge holds the listener's edge counters. validate makes it, and
+	// AddListener keeps the validated copy, so callers never set it.
+	edge *edgeCounters
 }
 
 func (c *Config) withDefaults() (Config, error) {
@@ -90,9 +140,25 @@ func (lc *ListenerConfig) validate() error {
 	if !lc.Addr.IsValid() {
 		return fmt.Errorf("relay: listener %q: invalid address", lc.Name)
 	}
-	if len(lc.Upstreams) == 0 {
-		return fmt.Errorf("relay: listener %q: no upstreams", lc.Name)
+	switch lc.Mode {
+	case "", ModeForward:
+		if len(lc.Upstreams) == 0 {
+			return fmt.Errorf("relay: listener %q: no upstreams", lc.Name)
+		}
+	case ModeSOCKS5, ModeHTTPConnect:
+	default:
+		return fmt.Errorf("relay: listener %q: unknown mode %q", lc.Name, lc.Mode)
 	}
+	if lc.HandshakeTimeout < 0 {
+		return fmt.Errorf("relay: listener %q: negative handshake timeout", lc.Name)
+	}
+	if lc.ProxyAccept > proxyproto.Any || lc.ProxySend > proxyproto.V2 {
+		return fmt.Errorf("relay: listener %q: invalid PROXY protocol version", lc.Name)
+	}
+	if lc.ProxyAccept != 0 && len(lc.Trusted) == 0 {
+		return fmt.Errorf("relay: listener %q: PROXY protocol accept needs trusted sources", lc.Name)
+	}
+	lc.prepareEdge()
 	for _, u := range lc.Upstreams {
 		if !u.IsValid() || u.Port() == 0 {
 			return fmt.Errorf("relay: listener %q: invalid upstream %v", lc.Name, u)

@@ -24,6 +24,12 @@ const (
 	stConnecting sessState = iota // waiting for the connector; client bytes are buffered
 	stRelaying
 	stClosed
+	// Edge states (handshake.go), before an upstream exists. They sort
+	// after stClosed so that one comparison sends them to the edge code.
+	stProxyHeader // reading the PROXY protocol header
+	stHandshake   // reading the SOCKS5 / HTTP CONNECT request
+	stResolving   // the target name is being resolved off the loop
+	stLinger      // a failure reply was sent; draining the client before close
 )
 
 // endpoint is one socket of a session.
@@ -68,6 +74,8 @@ type session struct {
 
 	prev, next *session // loop's session list
 	req        connector.Request
+	hs         *handshake // edge state; nil in plain forward mode
+	limited    bool       // holds a slot in the listener's SourceLimiter
 }
 
 // start registers a freshly accepted session on its loop and asks the
@@ -86,6 +94,17 @@ func (s *session) start(now time.Time) {
 	if l.srv.cfg.NoDelay {
 		setNoDelay(s.c.fd)
 	}
+	if s.ln.cfg.edge != nil && s.ln.cfg.edge.active {
+		s.state = stConnecting // until startEdge says otherwise
+		s.startEdge(now)
+		return
+	}
+	s.dialForward(now)
+}
+
+// dialForward asks the connector for one of the listener's upstreams.
+func (s *session) dialForward(now time.Time) {
+	l := s.loop
 	ups := s.ln.ups.Load()
 	s.req = connector.Request{Addrs: ups.pick(), Tries: ups.tries, Timeout: time.Duration(l.srv.connectTimeout.Load()), Handler: s, Cookie: s.gen}
 	s.state = stConnecting
@@ -126,6 +145,10 @@ func (s *session) connected() {
 		case connector.ClassRefused:
 			reason = ReasonRefused
 		}
+		if s.hs != nil && s.ln.cfg.Mode != "" && s.ln.cfg.Mode != ModeForward {
+			s.failReply(r.Err, reason) // the client learns why, then the session ends
+			return
+		}
 		s.close(reason, true)
 		return
 	}
@@ -138,6 +161,9 @@ func (s *session) connected() {
 	}
 	s.state = stRelaying
 	s.lastActive = l.ev.Now()
+	if s.hs != nil && !s.edgeConnected(r) {
+		return
+	}
 	// Bytes the client sent before the upstream existed go first.
 	if s.up.pending() > 0 && !s.flush(&s.up, s.u.fd) {
 		return
@@ -150,6 +176,10 @@ func (s *session) connected() {
 
 func (s *session) onEvent(side uint8, ev netpoll.IOEvent) {
 	s.lastActive = s.loop.ev.Now()
+	if s.state > stClosed {
+		s.onEdgeEvent(ev)
+		return
+	}
 	var ep *endpoint
 	var src, dst *dir // src: the direction this side feeds; dst: the one it drains
 	if side == sideClient {
@@ -327,6 +357,10 @@ func (s *session) fail(err error) {
 // stops the fast one: TCP flow control does the rest), write a side only
 // while bytes wait for it.
 func (s *session) update() {
+	if s.state > stClosed {
+		s.updateEdge()
+		return
+	}
 	l := s.loop
 	var want uint8
 	if !s.up.eof {
@@ -368,6 +402,10 @@ func (s *session) update() {
 // and the timer re-arms itself for what remains when it fires early.
 func (s *session) onTimer(now time.Time) {
 	if s.state == stClosed {
+		return
+	}
+	if s.state > stClosed {
+		s.onEdgeTimer(now)
 		return
 	}
 	if s.state == stConnecting { // the connector enforces connect_timeout
@@ -434,6 +472,9 @@ func (s *session) close(reason Reason, rst bool) {
 	}
 	if s.upIdx >= 0 {
 		s.ln.ups.Load().active[s.upIdx].Add(-1) // same set: a reload keeps counters per set
+	}
+	if s.limited {
+		s.ln.cfg.Limiter.Release(s.client.Addr(), l.ev.Now())
 	}
 	l.sessions.remove(s)
 	l.st.active.Add(-1)

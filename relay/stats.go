@@ -22,12 +22,21 @@ const (
 	ReasonShutdown                        // closed by Close or at the end of the drain
 	ReasonRejectedQueueFull               // connector queue full: client rejected at once
 	ReasonRejectedLimit                   // limits.max_sessions (global or per listener) reached
+	ReasonRejectedACL                     // source address refused by the listener's ACL
+	ReasonRejectedSourceLimit             // per-source concurrency or rate limit
+	ReasonHandshakeTimeout                // PROXY header / SOCKS5 / CONNECT not done within handshake_timeout
+	ReasonHandshakeError                  // malformed, truncated or unsupported handshake
+	ReasonAuthFailed                      // missing or wrong credentials
+	ReasonPolicyDenied                    // destination refused by the policy (counted by rule too)
+	ReasonResolveFailed                   // target name did not resolve (or the resolver was full)
 	numReasons
 )
 
 var reasonNames = [numReasons]string{
 	"eof", "idle_timeout", "fin_timeout", "connect_timeout", "refused", "connect_failed",
 	"reset", "error", "shutdown", "rejected_queue_full", "rejected_limit",
+	"rejected_acl", "rejected_source_limit", "handshake_timeout", "handshake_error", "auth_failed",
+	"policy_denied", "resolve_failed",
 }
 
 func (r Reason) String() string {

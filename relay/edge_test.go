@@ -452,7 +452,10 @@ func TestProxyProtocolAccept(t *testing.T) {
 	}
 	denied := [][]byte{
 		proxyproto.AppendV1(nil, netip.MustParseAddrPort("127.0.0.3:4000"), dst),
-		func() []byte { b, _ := proxyproto.AppendV2(nil, netip.MustParseAddrPort("[2001:db8::3]:1"), netip.MustParseAddrPort("[2001:db8::1]:2")); return b }(),
+		func() []byte {
+			b, _ := proxyproto.AppendV2(nil, netip.MustParseAddrPort("[2001:db8::3]:1"), netip.MustParseAddrPort("[2001:db8::1]:2"))
+			return b
+		}(),
 	}
 	for _, hdr := range denied {
 		c := dial(t, f.addr)
@@ -460,11 +463,11 @@ func TestProxyProtocolAccept(t *testing.T) {
 		expectClosed(t, c)
 	}
 	bad := []string{
-		"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n",      // LF only
-		"PROXY TCP4 01.2.3.4 5.6.7.8 1 2\r\n",   // leading zero
-		"PROXY TCP5 1.2.3.4 5.6.7.8 1 2\r\n",    // bad protocol
+		"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n",       // LF only
+		"PROXY TCP4 01.2.3.4 5.6.7.8 1 2\r\n",    // leading zero
+		"PROXY TCP5 1.2.3.4 5.6.7.8 1 2\r\n",     // bad protocol
 		"\r\n\r\n\x00\r\nQUIT\n\x31\x11\x00\x0c", // v2 signature, version 3
-		"GET / HTTP/1.1\r\n\r\n",                // no header at all
+		"GET / HTTP/1.1\r\n\r\n",                 // no header at all
 		"PROXY TCP4 " + strings.Repeat("1", 120), // longer than 107 without CRLF
 	}
 	for _, b := range bad {

@@ -11,24 +11,24 @@ type Reason uint8
 // Close reasons. Their String values are the access log's and the metrics'
 // label values.
 const (
-	ReasonEOF               Reason = iota // both directions finished cleanly
-	ReasonIdleTimeout                     // no byte either way for relay.idle_timeout
-	ReasonFinTimeout                      // half-closed for longer than relay.fin_timeout
-	ReasonConnectTimeout                  // every upstream attempt timed out
-	ReasonRefused                         // upstream refused (last attempt)
-	ReasonConnectFailed                   // unreachable, no local address, other connect errors
-	ReasonReset                           // a peer reset its connection (the other one is reset too)
-	ReasonError                           // another socket error on an established session
-	ReasonShutdown                        // closed by Close or at the end of the drain
-	ReasonRejectedQueueFull               // connector queue full: client rejected at once
-	ReasonRejectedLimit                   // limits.max_sessions (global or per listener) reached
-	ReasonRejectedACL                     // source address refused by the listener's ACL
-	ReasonRejectedSourceLimit             // per-source concurrency or rate limit
-	ReasonHandshakeTimeout                // PROXY header / SOCKS5 / CONNECT not done within handshake_timeout
-	ReasonHandshakeError                  // malformed, truncated or unsupported handshake
-	ReasonAuthFailed                      // missing or wrong credentials
-	ReasonPolicyDenied                    // destination refused by the policy (counted by rule too)
-	ReasonResolveFailed                   // target name did not resolve (or the resolver was full)
+	ReasonEOF                 Reason = iota // both directions finished cleanly
+	ReasonIdleTimeout                       // no byte either way for relay.idle_timeout
+	ReasonFinTimeout                        // half-closed for longer than relay.fin_timeout
+	ReasonConnectTimeout                    // every upstream attempt timed out
+	ReasonRefused                           // upstream refused (last attempt)
+	ReasonConnectFailed                     // unreachable, no local address, other connect errors
+	ReasonReset                             // a peer reset its connection (the other one is reset too)
+	ReasonError                             // another socket error on an established session
+	ReasonShutdown                          // closed by Close or at the end of the drain
+	ReasonRejectedQueueFull                 // connector queue full: client rejected at once
+	ReasonRejectedLimit                     // limits.max_sessions (global or per listener) reached
+	ReasonRejectedACL                       // source address refused by the listener's ACL
+	ReasonRejectedSourceLimit               // per-source concurrency or rate limit
+	ReasonHandshakeTimeout                  // PROXY header / SOCKS5 / CONNECT not done within handshake_timeout
+	ReasonHandshakeError                    // malformed, truncated or unsupported handshake
+	ReasonAuthFailed                        // missing or wrong credentials
+	ReasonPolicyDenied                      // destination refused by the policy (counted by rule too)
+	ReasonResolveFailed                     // target name did not resolve (or the resolver was full)
 	numReasons
 )
 

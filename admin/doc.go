@@ -5,23 +5,25 @@
 // # Use
 //
 //	srv, err := admin.New(admin.Config{
-//		Listen:  cfg.Admin.Listen, // "127.0.0.1:9090"; skip New when ""
+//		Listen:      cfg.Admin.Listen, // "127.0.0.1:9090"; skip New when ""
 //		AllowRemote: cfg.Admin.AllowRemote,
-//		Pprof:   cfg.Admin.Pprof,
-//		Version: version,
+//		Pprof:       cfg.Admin.Pprof,
+//		Version:     version,
+//		ErrorLog:    zap.NewStdLog(z),
 //	}, admin.Sources{
 //		Relay:      relaySrv.Stats,
 //		Connector:  pool.Stats,
 //		LogDropped: logger.Dropped,
 //		LogWritten: logger.Written,
-//		Ready:      ready.Load, // an atomic.Bool: true once bound, false when draining
+//		Ready:      ready.Load, // atomic.Bool: true once bound, false when draining
 //	})
-//	if err != nil { ... }          // names admin.listen
+//	if err != nil { ... }                    // wraps ErrRemoteRefused / ErrInvalidConfig, names admin.listen
 //	if err := srv.Start(); err != nil { ... } // bind error
-//	log.Info("admin", "addr", srv.Addr())
+//	z.Info("admin", zap.Stringer("addr", srv.Addr()))
 //	...
-//	ready.Store(false)             // drain begins: /readyz answers 503 at once
-//	srv.Shutdown(ctx)              // last, so /metrics covers the drain
+//	ready.Store(false) // drain begins: /readyz answers 503 at once
+//	...
+//	srv.Shutdown(ctx) // last, so /metrics covers the drain
 //
 // # Routes
 //
@@ -51,11 +53,15 @@
 //
 // # Zero-downtime upgrade
 //
-// The admin address is held by the old process while it drains, so a new
-// process cannot bind it. Pass the inherited listener to StartListener
-// (tableflip: upg.Listen("tcp", cfg.Listen)); once the new process is
-// ready the old one should Shutdown its admin server, or both will answer
-// scrapes on the shared socket.
+// The old process holds the admin address while it drains, so a new
+// process that calls Start fails with EADDRINUSE. Open the admin listener
+// through tableflip instead (ln, err := upg.Listen("tcp", cfg.Listen)) and
+// pass it to StartListener: the first process creates it, each successor
+// inherits it. When the old process hands off (upg.Exit), it must Close
+// its admin server before draining: otherwise both processes accept on the
+// shared socket and a probe hitting the draining one gets a 503 from
+// /readyz. The old process's drain is then not scraped; its access log
+// still records every session.
 //
 // # Non-goals
 //

@@ -16,6 +16,7 @@ type Config struct {
 	Accept    Accept     `mapstructure:"accept"`
 	Limits    Limits     `mapstructure:"limits"`
 	Shutdown  Shutdown   `mapstructure:"shutdown"`
+	Resolver  Resolver   `mapstructure:"resolver"`
 	Log       Log        `mapstructure:"log"`
 	Admin     Admin      `mapstructure:"admin"`
 }
@@ -40,12 +41,91 @@ type Listener struct {
 	// session tries after a failed connect. Default len(Upstreams)-1, at most
 	// 3; 0 means no failover.
 	Retries int `mapstructure:"retries"`
-	// Mode is ModeForward (default). ModeSOCKS5 and ModeHTTPConnect are
-	// reserved for a later release and rejected for now.
+	// Mode is ModeForward (default: relay to Upstreams), ModeSOCKS5 or
+	// ModeHTTPConnect (the client names its target, checked by Policy;
+	// Upstreams must then be empty).
 	Mode string `mapstructure:"mode"`
 	// MaxSessions caps concurrent sessions on this listener; 0 = no
 	// per-listener cap (Limits.MaxSessions still applies).
 	MaxSessions int `mapstructure:"max_sessions"`
+	// HandshakeTimeout bounds everything before relaying starts: the PROXY
+	// header, the SOCKS5 / HTTP CONNECT request, name resolution. Default 10s.
+	HandshakeTimeout time.Duration `mapstructure:"handshake_timeout"`
+	// Auth requires credentials (socks5 and http-connect only).
+	Auth Auth `mapstructure:"auth"`
+	// ProxyProtocol accepts and sends HAProxy PROXY protocol headers.
+	ProxyProtocol ProxyProtocol `mapstructure:"proxy_protocol"`
+	// ACL admits clients by source address.
+	ACL ACL `mapstructure:"acl"`
+	// Limits are per-source limits on this listener.
+	Limits SourceLimits `mapstructure:"limits"`
+	// Policy restricts client-chosen destinations (socks5, http-connect).
+	Policy Policy `mapstructure:"policy"`
+}
+
+// Auth is a listener's credentials: Users and the lines of File together.
+// None of either means no authentication.
+type Auth struct {
+	// Users are "user:password" entries (the password is everything after
+	// the first ':').
+	Users []string `mapstructure:"users"`
+	// File is a path to a file of "user:password" lines ('#' comments).
+	File string `mapstructure:"file"`
+}
+
+// ProxyProtocol configures the PROXY protocol on a listener.
+type ProxyProtocol struct {
+	// Accept is ProxyNone (default), ProxyV1, ProxyV2 or ProxyAny: the
+	// header expected from TrustedSources.
+	Accept string `mapstructure:"accept"`
+	// TrustedSources are the CIDRs allowed to send a header (required when
+	// Accept is not none); other peers are plain clients.
+	TrustedSources []string `mapstructure:"trusted_sources"`
+	// Send is ProxyNone (default), ProxyV1 or ProxyV2: a header written to
+	// the upstream before the client's bytes.
+	Send string `mapstructure:"send"`
+}
+
+// ACL is a source allow/deny list of CIDRs. Deny wins; an empty Allow
+// allows every source not denied.
+type ACL struct {
+	Allow []string `mapstructure:"allow"`
+	Deny  []string `mapstructure:"deny"`
+}
+
+// SourceLimits are per-source-address limits; 0 = unlimited.
+type SourceLimits struct {
+	// PerSourceSessions caps concurrent sessions from one source (IPv6: one
+	// /64).
+	PerSourceSessions int `mapstructure:"per_source_sessions"`
+	// PerSourceRate caps new sessions per second from one source (a token
+	// bucket with a burst of the same size). Failed logins count too.
+	PerSourceRate int `mapstructure:"per_source_rate"`
+}
+
+// Policy is the destination policy of a socks5 / http-connect listener.
+// Loopback, private, link-local (incl. 169.254.169.254), CGNAT,
+// multicast, unspecified and relayd's own addresses are denied unless an
+// Allow entry inside that range re-opens part of it.
+type Policy struct {
+	// Allow, when not empty, is an allow-list: "CIDR" or "CIDR PORTS", with
+	// PORTS a comma list of ports and ranges ("127.0.0.1/32 8080",
+	// "0.0.0.0/0 80,443", "::/0 1024-65535").
+	Allow []string `mapstructure:"allow"`
+	// Deny entries, same syntax, are checked first and always win.
+	Deny []string `mapstructure:"deny"`
+}
+
+// Resolver configures the name resolution for socks5 / http-connect
+// targets, shared by all listeners, off the relay loops.
+type Resolver struct {
+	// Workers is the number of lookups at once. Default 4.
+	Workers int `mapstructure:"workers"`
+	// Queue bounds lookups waiting for a worker; when full the client is
+	// refused at once. Default 1024.
+	Queue int `mapstructure:"queue"`
+	// Timeout bounds one lookup. Default 5s.
+	Timeout time.Duration `mapstructure:"timeout"`
 }
 
 // Connector configures the pool that connects sessions to upstreams.
@@ -154,6 +234,11 @@ const (
 	ModeSOCKS5      = "socks5"
 	ModeHTTPConnect = "http-connect"
 
+	ProxyNone = "none"
+	ProxyV1   = "v1"
+	ProxyV2   = "v2"
+	ProxyAny  = "any"
+
 	AcceptReusePort = "reuseport"
 	AcceptSingle    = "single"
 )
@@ -181,8 +266,9 @@ func Default() Config {
 			FinTimeout:  30 * time.Second,
 			NoDelay:     true,
 		},
-		Accept: Accept{Mode: AcceptReusePort, Backlog: 4096},
-		Limits: Limits{MaxSessions: 100000},
+		Accept:   Accept{Mode: AcceptReusePort, Backlog: 4096},
+		Limits:   Limits{MaxSessions: 100000},
+		Resolver: Resolver{Workers: 4, Queue: 1024, Timeout: 5 * time.Second},
 		Shutdown: Shutdown{
 			Timeout: 30 * time.Second,
 		},
@@ -207,8 +293,14 @@ func NewListener(name, listen string, upstreams ...string) Listener {
 		Balance:   BalanceRoundRobin,
 		Retries:   DefaultRetries(len(upstreams)),
 		Mode:      ModeForward,
+
+		HandshakeTimeout: DefaultHandshakeTimeout,
+		ProxyProtocol:    ProxyProtocol{Accept: ProxyNone, Send: ProxyNone},
 	}
 }
+
+// DefaultHandshakeTimeout is Listener.HandshakeTimeout's default.
+const DefaultHandshakeTimeout = 10 * time.Second
 
 // DefaultRetries is the Retries default for a listener with n upstreams:
 // fail over through the whole list, but to at most 3 more upstreams.
@@ -230,6 +322,21 @@ func (c *Config) SetDefaults() {
 		}
 		if l.Mode == "" {
 			l.Mode = ModeForward
+		}
+		if l.HandshakeTimeout == 0 {
+			l.HandshakeTimeout = DefaultHandshakeTimeout
+		}
+		if l.ProxyProtocol.Accept == "" {
+			l.ProxyProtocol.Accept = ProxyNone
+		}
+		if l.ProxyProtocol.Send == "" {
+			l.ProxyProtocol.Send = ProxyNone
+		}
+		// "[]" in a file and an absent key mean the same: no entries.
+		for _, p := range []*[]string{&l.Auth.Users, &l.ProxyProtocol.TrustedSources, &l.ACL.Allow, &l.ACL.Deny, &l.Policy.Allow, &l.Policy.Deny} {
+			if len(*p) == 0 {
+				*p = nil
+			}
 		}
 	}
 }

@@ -19,6 +19,9 @@ import (
 // minimal is the smallest valid file: one listener, everything else default.
 const minimal = "listeners:\n  - listen: 127.0.0.1:7000\n    upstreams: [127.0.0.1:7001]\n"
 
+// socksListener is a minimal socks5 listener.
+const socksListener = "listeners:\n  - listen: 127.0.0.1:1080\n    mode: socks5\n"
+
 // fieldErrors flattens a Load/Validate error into its *FieldErrors; it fails
 // the test if any part is something else.
 func fieldErrors(t testing.TB, err error) []*FieldError {
@@ -97,7 +100,21 @@ func TestLoadRejects(t *testing.T) {
 			wantKey: "listeners[0].upstreams"},
 		{name: "bad balance", yaml: minimal + "    balance: random\n", wantKey: "listeners[0].balance",
 			wantMsg: `listeners[0].balance: "random": must be one of: round-robin, least-conn`},
-		{name: "mode not yet supported", yaml: minimal + "    mode: socks5\n", wantKey: "listeners[0].mode"},
+		{name: "upstreams in mode socks5", yaml: minimal + "    mode: socks5\n", wantKey: "listeners[0].upstreams"},
+		{name: "zero handshake_timeout is default, negative is not", yaml: minimal + "    handshake_timeout: -1s\n", wantKey: "listeners[0].handshake_timeout"},
+		{name: "auth in forward mode", yaml: minimal + "    auth: {users: [\"a:b\"]}\n", wantKey: "listeners[0].auth"},
+		{name: "auth user without password", yaml: socksListener + "    auth: {users: [\"alice\"]}\n", wantKey: "listeners[0].auth.users[0]"},
+		{name: "auth file missing", yaml: socksListener + "    auth: {file: /nonexistent/relayd-users}\n", wantKey: "listeners[0].auth.file"},
+		{name: "proxy accept bad", yaml: minimal + "    proxy_protocol: {accept: v3, trusted_sources: [127.0.0.1]}\n", wantKey: "listeners[0].proxy_protocol.accept"},
+		{name: "proxy send any", yaml: minimal + "    proxy_protocol: {send: any}\n", wantKey: "listeners[0].proxy_protocol.send"},
+		{name: "proxy accept without trusted", yaml: minimal + "    proxy_protocol: {accept: v2}\n", wantKey: "listeners[0].proxy_protocol.trusted_sources"},
+		{name: "trusted not a cidr", yaml: minimal + "    proxy_protocol: {accept: v2, trusted_sources: [haproxy.local]}\n", wantKey: "listeners[0].proxy_protocol.trusted_sources[0]"},
+		{name: "acl deny bad", yaml: minimal + "    acl: {deny: [10.0.0.0/33]}\n", wantKey: "listeners[0].acl.deny[0]"},
+		{name: "negative per-source sessions", yaml: minimal + "    limits: {per_source_sessions: -1}\n", wantKey: "listeners[0].limits.per_source_sessions"},
+		{name: "policy in forward mode", yaml: minimal + "    policy: {allow: [0.0.0.0/0]}\n", wantKey: "listeners[0].policy"},
+		{name: "policy bad ports", yaml: socksListener + "    policy: {allow: [\"127.0.0.1/32 0-80\"]}\n", wantKey: "listeners[0].policy.allow[0]"},
+		{name: "policy three fields", yaml: socksListener + "    policy: {deny: [\"1.2.3.4 80 x\"]}\n", wantKey: "listeners[0].policy.deny[0]"},
+		{name: "resolver workers zero", yaml: minimal + "resolver: {workers: 0}\n", wantKey: "resolver.workers"},
 		{name: "unknown mode", yaml: minimal + "    mode: tunnel\n", wantKey: "listeners[0].mode"},
 		{name: "negative retries", yaml: minimal + "    retries: -1\n", wantKey: "listeners[0].retries"},
 		{name: "negative listener max_sessions", yaml: minimal + "    max_sessions: -5\n", wantKey: "listeners[0].max_sessions"},
@@ -268,7 +285,14 @@ func reference() Config {
 		Name: "l0", Listen: "127.0.0.1:7000", Upstreams: []string{"127.0.0.1:7001"},
 		Balance: BalanceRoundRobin, Retries: 0, Mode: ModeForward, MaxSessions: 0,
 	}}
+	fillEdgeDefaults(&want.Listeners[0])
 	return want
+}
+
+// fillEdgeDefaults sets the listener's edge keys to what Load fills in.
+func fillEdgeDefaults(l *Listener) {
+	l.HandshakeTimeout = DefaultHandshakeTimeout
+	l.ProxyProtocol.Accept, l.ProxyProtocol.Send = ProxyNone, ProxyNone
 }
 
 func TestReferenceFileIsDefaults(t *testing.T) {
@@ -468,6 +492,9 @@ func TestQuickFlags(t *testing.T) {
 			}
 			if err != nil {
 				t.Fatal(err)
+			}
+			for i := range tt.want {
+				fillEdgeDefaults(&tt.want[i])
 			}
 			if !reflect.DeepEqual(cfg.Listeners, tt.want) {
 				t.Fatalf("listeners\n got %+v\nwant %+v", cfg.Listeners, tt.want)

@@ -9,6 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/relayd/relayd/auth"
+	"github.com/relayd/relayd/policy"
 )
 
 // FieldError is one bad key or value. Key is the full key path as written in
@@ -138,6 +141,10 @@ func (c *Config) validate() []*FieldError {
 	}
 	v.durRange("shutdown.timeout", c.Shutdown.Timeout, 0, maxTimeout)
 
+	v.intRange("resolver.workers", c.Resolver.Workers, 1, maxWorkers)
+	v.intRange("resolver.queue", c.Resolver.Queue, 1, maxQueue)
+	v.durRange("resolver.timeout", c.Resolver.Timeout, minTimeout, time.Minute)
+
 	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	v.oneOf("log.format", c.Log.Format, "json", "console")
 	if strings.TrimSpace(c.Log.Output) == "" {
@@ -199,10 +206,13 @@ func (c *Config) validateListeners(v *validator) {
 				v.add(p+"upstreams", l.Upstreams, "at least one upstream is required")
 			}
 		case ModeSOCKS5, ModeHTTPConnect:
-			v.add(p+"mode", l.Mode, "not supported yet; only %s", ModeForward)
+			if len(l.Upstreams) > 0 {
+				v.add(p+"upstreams", l.Upstreams, "must be empty in mode %s: the client names its target", l.Mode)
+			}
 		default:
-			v.add(p+"mode", l.Mode, "must be one of: %s", ModeForward)
+			v.add(p+"mode", l.Mode, "must be one of: %s, %s, %s", ModeForward, ModeSOCKS5, ModeHTTPConnect)
 		}
+		validateEdge(v, p, &l)
 		for j, u := range l.Upstreams {
 			if err := checkUpstream(u); err != nil {
 				v.add(p+"upstreams["+strconv.Itoa(j)+"]", u, "%v", err)
@@ -277,4 +287,95 @@ func checkUpstream(s string) error {
 		return errors.New("port must be from 1 to 65535")
 	}
 	return nil
+}
+
+// validateEdge checks a listener's edge settings (p is "listeners[i].").
+func validateEdge(v *validator, p string, l *Listener) {
+	forward := l.Mode == ModeForward
+	v.durRange(p+"handshake_timeout", l.HandshakeTimeout, minTimeout, time.Hour)
+
+	if forward && (len(l.Auth.Users) > 0 || l.Auth.File != "") {
+		v.add(p+"auth", nil, "only for mode %s or %s", ModeSOCKS5, ModeHTTPConnect)
+	}
+	users := map[string]string{}
+	for i, u := range l.Auth.Users {
+		key := p + "auth.users[" + strconv.Itoa(i) + "]"
+		name, pass, ok := strings.Cut(u, ":")
+		if !ok {
+			v.add(key, "(hidden)", `must be "user:password"`)
+			continue
+		}
+		if _, dup := users[name]; dup {
+			v.add(key, name, "duplicate user")
+			continue
+		}
+		if _, err := auth.NewCredentials(map[string]string{name: pass}); err != nil {
+			v.add(key, name, "%v", err)
+			continue
+		}
+		users[name] = pass
+	}
+	if l.Auth.File != "" {
+		if _, err := auth.LoadCredentials(l.Auth.File); err != nil {
+			v.add(p+"auth.file", l.Auth.File, "%v", err)
+		}
+	}
+
+	pp := &l.ProxyProtocol
+	v.oneOf(p+"proxy_protocol.accept", pp.Accept, ProxyNone, ProxyV1, ProxyV2, ProxyAny)
+	v.oneOf(p+"proxy_protocol.send", pp.Send, ProxyNone, ProxyV1, ProxyV2)
+	if pp.Accept != ProxyNone && len(pp.TrustedSources) == 0 {
+		v.add(p+"proxy_protocol.trusted_sources", nil, "required when proxy_protocol.accept is %q: only these peers may claim another address", pp.Accept)
+	}
+	prefixes(v, p+"proxy_protocol.trusted_sources", pp.TrustedSources)
+	prefixes(v, p+"acl.allow", l.ACL.Allow)
+	prefixes(v, p+"acl.deny", l.ACL.Deny)
+
+	if l.Limits.PerSourceSessions < 0 {
+		v.add(p+"limits.per_source_sessions", l.Limits.PerSourceSessions, "must be 0 (unlimited) or more")
+	}
+	if l.Limits.PerSourceRate < 0 || l.Limits.PerSourceRate > 1_000_000 {
+		v.add(p+"limits.per_source_rate", l.Limits.PerSourceRate, "must be between 0 (unlimited) and 1000000")
+	}
+
+	if forward && (len(l.Policy.Allow) > 0 || len(l.Policy.Deny) > 0) {
+		v.add(p+"policy", nil, "only for mode %s or %s (forward targets are the upstreams)", ModeSOCKS5, ModeHTTPConnect)
+	}
+	for _, list := range []struct {
+		key     string
+		entries []string
+	}{{p + "policy.allow", l.Policy.Allow}, {p + "policy.deny", l.Policy.Deny}} {
+		for i, e := range list.entries {
+			if _, err := ParsePolicyEntry(e); err != nil {
+				v.add(list.key+"["+strconv.Itoa(i)+"]", e, "%v", err)
+			}
+		}
+	}
+}
+
+func prefixes(v *validator, key string, list []string) {
+	for i, s := range list {
+		if _, err := policy.ParsePrefix(s); err != nil {
+			v.add(key+"["+strconv.Itoa(i)+"]", s, "must be a CIDR (10.0.0.0/8) or an IP address")
+		}
+	}
+}
+
+// ParsePolicyEntry parses a policy entry: "CIDR" or "CIDR PORTS".
+func ParsePolicyEntry(s string) (policy.Entry, error) {
+	f := strings.Fields(s)
+	if len(f) == 0 || len(f) > 2 {
+		return policy.Entry{}, errors.New(`must be "CIDR" or "CIDR PORTS", e.g. "127.0.0.1/32 8080"`)
+	}
+	e := policy.Entry{CIDR: f[0]}
+	if _, err := policy.ParsePrefix(f[0]); err != nil {
+		return e, fmt.Errorf("%q is not a CIDR or IP address", f[0])
+	}
+	if len(f) == 2 {
+		e.Ports = f[1]
+		if _, err := policy.ParsePorts(f[1]); err != nil {
+			return e, fmt.Errorf("ports %q must be a comma list of ports or ranges within 1-65535 (80,443,8000-8999)", f[1])
+		}
+	}
+	return e, nil
 }

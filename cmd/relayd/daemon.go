@@ -79,6 +79,7 @@ func normalizeListen(s string) string {
 
 func newDaemon(cfg *configs.Config, log *logging.Logger, fds fdHandoff) (*daemon, error) {
 	d := &daemon{cfg: cfg, log: log, fds: fds}
+	setupEdge(cfg) // edge.go: resolver settings, own addresses for the policies
 	var err error
 	d.pool, err = connector.New(connector.Config{
 		Workers:        cfg.Connector.Workers,
@@ -153,6 +154,7 @@ func (d *daemon) shutdown(ctx context.Context) error {
 	d.log.Z().Info("relayd stopped", zap.Uint64("sessions", st.ClosedTotal()),
 		zap.Uint64("cut_at_shutdown", st.Closed[relay.ReasonShutdown.String()]))
 	_ = d.pool.Close()
+	closeEdge()
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return nil // cutting what was left at the deadline is the documented behaviour
 	}
@@ -166,4 +168,5 @@ func (d *daemon) close() {
 	if d.pool != nil {
 		_ = d.pool.Close()
 	}
+	closeEdge()
 }

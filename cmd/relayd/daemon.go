@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sync/atomic"
 
 	"go.uber.org/zap"
 
@@ -21,7 +22,8 @@ type daemon struct {
 	pool  *connector.Pool
 	relay *relay.Server
 	addrs map[string]netip.AddrPort
-	fds   fdHandoff // nil: no upgrade support (demo, tests)
+	fds   fdHandoff   // nil: no upgrade support (demo, tests)
+	ready atomic.Bool // listeners bound and not draining (/readyz)
 }
 
 // fdHandoff passes listening sockets between an old and a new relayd

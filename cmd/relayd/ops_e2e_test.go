@@ -236,7 +236,8 @@ func TestReloadUnderLoad(t *testing.T) {
 func TestUpgradeUnderLoad(t *testing.T) {
 	a := tagEcho(t, 'A')
 	pidFile := filepath.Join(t.TempDir(), "relayd.pid")
-	c := startRelayd(t, reloadConfig(a.Addr().String()), "", "--pid-file", pidFile)
+	c := startRelayd(t, adminYAML(a.Addr().String()), "", "--pid-file", pidFile)
+	adm := adminAddr(t, c)
 	oldPID := c.cmd.Process.Pid
 	waitFor(t, 10*time.Second, "pid file", func() bool { return readPID(pidFile) == oldPID })
 	longs := 100
@@ -274,6 +275,10 @@ func TestUpgradeUnderLoad(t *testing.T) {
 	}
 	if !processAlive(newPID) {
 		t.Fatal("new relayd is not running")
+	}
+	// The successor inherited the admin socket too and reports ready.
+	if code := status(t, "http://"+adm+"/readyz"); code != 200 {
+		t.Fatalf("readyz after upgrade: %d", code)
 	}
 	t.Logf("upgrade %d -> %d under load: %d new sessions, 0 failed; %d long sessions completed on the old process", oldPID, newPID, ch.ok.Load(), longs)
 }

@@ -90,11 +90,19 @@ func serve(cfg *configs.Config, opts configs.LoadOptions, pidFile string) error 
 		log.Z().Error("startup failed", zap.Error(err))
 		return err
 	}
+	adm, err := startAdmin(cfg, d, upg)
+	if err != nil {
+		log.Z().Error("startup failed", zap.Error(err))
+		d.close()
+		return &exitError{code: 2, err: err}
+	}
+	defer adm.stop()
 	if err := upg.Ready(); err != nil { // writes the pid file, releases a waiting parent
 		log.Z().Error("ready", zap.Error(err))
 		d.close()
 		return err
 	}
+	d.ready.Store(true)
 	upgradeDone := make(chan error, 1)
 	upgrading := false
 	for {
@@ -126,7 +134,11 @@ func serve(cfg *configs.Config, opts configs.LoadOptions, pidFile string) error 
 				log.Z().Error("upgrade failed, still serving", zap.Error(err))
 			}
 		case <-upg.Exit():
-			// The successor is ready and accepts on the shared sockets.
+			// The successor is ready and accepts on the shared sockets,
+			// the admin one included: stop answering on it at once so that
+			// probes reach the successor, not a draining process.
+			d.ready.Store(false)
+			adm.close()
 			d.relay.HandOff()
 			return d.drain("upgrade")
 		}
@@ -136,6 +148,7 @@ func serve(cfg *configs.Config, opts configs.LoadOptions, pidFile string) error 
 // drain stops accepting, lets sessions finish until shutdown.timeout (a
 // further SIGTERM/SIGINT cuts it short) and closes the rest.
 func (d *daemon) drain(why string) error {
+	d.ready.Store(false) // /readyz turns 503 at once
 	d.log.Z().Info("draining", zap.String("cause", why), zap.Duration("timeout", d.cfg.Shutdown.Timeout))
 	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.Shutdown.Timeout)
 	defer cancel()

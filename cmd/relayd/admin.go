@@ -1,0 +1,64 @@
+package main
+
+import (
+	"context"
+	"time"
+
+	"github.com/cloudflare/tableflip"
+	"go.uber.org/zap"
+
+	"github.com/relayd/relayd/admin"
+	"github.com/relayd/relayd/configs"
+)
+
+// adminServer is the running admin endpoint, or nothing when admin.listen
+// is empty.
+type adminServer struct{ srv *admin.Server }
+
+// startAdmin serves /metrics, /healthz, /readyz (and pprof if enabled) on
+// admin.listen. The socket comes from tableflip so that an upgraded
+// successor inherits it instead of failing to bind a port still held here.
+func startAdmin(cfg *configs.Config, d *daemon, upg *tableflip.Upgrader) (adminServer, error) {
+	if cfg.Admin.Listen == "" {
+		return adminServer{}, nil
+	}
+	srv, err := admin.New(admin.Config{
+		Listen:      cfg.Admin.Listen,
+		AllowRemote: cfg.Admin.AllowRemote,
+		Pprof:       cfg.Admin.Pprof,
+		Version:     versionString(),
+		ErrorLog:    zap.NewStdLog(d.log.Z()),
+	}, admin.Sources{
+		Relay:      d.relay.Stats,
+		Connector:  d.pool.Stats,
+		LogDropped: d.log.Dropped,
+		LogWritten: d.log.Written,
+		Ready:      d.ready.Load,
+	})
+	if err != nil {
+		return adminServer{}, err
+	}
+	ln, err := upg.Listen("tcp", cfg.Admin.Listen)
+	if err != nil {
+		return adminServer{}, err
+	}
+	if err := srv.StartListener(ln); err != nil {
+		return adminServer{}, err
+	}
+	d.log.Z().Info("admin endpoint", zap.String("listen", ln.Addr().String()), zap.Bool("pprof", cfg.Admin.Pprof))
+	return adminServer{srv}, nil
+}
+
+func (a adminServer) close() {
+	if a.srv != nil {
+		_ = a.srv.Close()
+	}
+}
+
+func (a adminServer) stop() {
+	if a.srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = a.srv.Shutdown(ctx)
+	}
+}

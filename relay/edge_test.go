@@ -469,6 +469,8 @@ func TestProxyProtocolAccept(t *testing.T) {
 		"\r\n\r\n\x00\r\nQUIT\n\x31\x11\x00\x0c", // v2 signature, version 3
 		"GET / HTTP/1.1\r\n\r\n",                 // no header at all
 		"PROXY TCP4 " + strings.Repeat("1", 120), // longer than 107 without CRLF
+		"\r\n\r\n\x00\r\nQUIT\n\x21\x11\xff\xff",  // v2 length 65535 > 4096
+		"\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x04",  // v2 length shorter than the IPv4 block
 	}
 	for _, b := range bad {
 		c := dial(t, f.addr)
@@ -547,3 +549,101 @@ func roundTripOK(c net.Conn, msg string) error {
 	}
 	return nil
 }
+
+// Per-source rate: a burst of 2 new sessions per source, and a failed login
+// costs a token too, so password guessing is throttled with connecting.
+func TestSourceRateAndAuthPenalty(t *testing.T) {
+	up := newServer(t, echo)
+	creds, err := auth.NewCredentials(map[string]string{"u": "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 0.01/s: no token comes back during the test, whatever the machine's load.
+	lim, err := policy.NewSourceLimiter(policy.LimiterConfig{Rate: 0.01, Burst: 2}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := edgeRelay(t, relay.ModeSOCKS5, port(t, up.Addr()), func(lc *relay.ListenerConfig) {
+		lc.Verify, lc.Limiter = creds.Verify, lim
+	})
+	// Session 1: wrong password → 0x01, and the penalty takes the second token.
+	c := dial(t, f.addr)
+	_, _ = c.Write([]byte{5, 1, 2, 1, 1, 'u', 1, 'x'})
+	if got := expectClosed(t, c); !bytes.Equal(got, []byte{5, 2, 1, 1}) {
+		t.Fatalf("wrong password: got %x", got)
+	}
+	// Session 2: refused by the rate limit before any byte is read.
+	c = dial(t, f.addr)
+	_, _ = c.Write([]byte{5, 1, 2, 1, 1, 'u', 1, 'p'})
+	if got := expectClosed(t, c); len(got) != 0 {
+		t.Fatalf("rate-limited client got %x", got)
+	}
+	waitStat(t, f.srv, "rate", func(st relay.Stats) bool {
+		return st.Closed["auth_failed"] == 1 && st.Closed["rejected_source_limit"] == 1
+	})
+	if got := f.srv.EdgeStats()["test"].SourceRejected["source-rate"]; got != 1 {
+		t.Errorf("SourceRejected[source-rate] = %d, want 1", got)
+	}
+}
+
+// BenchmarkEdgeSessions: whole sessions (connect, handshake, 64-byte echo,
+// close), one at a time, per listener mode — the handshake's cost over
+// plain forwarding.
+func BenchmarkEdgeSessions(b *testing.B) {
+	up := newServer(b, echo)
+	upAP := netip.MustParseAddrPort(up.Addr())
+	pol, err := policy.New(policy.Config{Allow: []policy.Entry{{CIDR: "127.0.0.1/32", Ports: strconv.Itoa(int(upAP.Port()))}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := startRelay(b, []string{up.Addr()}, nil)
+	socksAP, err := f.srv.AddListener(relay.ListenerConfig{Name: "socks", Addr: netip.MustParseAddrPort("127.0.0.1:0"), Mode: relay.ModeSOCKS5, Policy: pol})
+	if err != nil {
+		b.Fatal(err)
+	}
+	httpAP, err := f.srv.AddListener(relay.ListenerConfig{Name: "http", Addr: netip.MustParseAddrPort("127.0.0.1:0"), Mode: relay.ModeHTTPConnect, Policy: pol})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ppAP, err := f.srv.AddListener(relay.ListenerConfig{Name: "pp", Addr: netip.MustParseAddrPort("127.0.0.1:0"), Upstreams: []netip.AddrPort{upAP},
+		ProxyAccept: proxyproto.Any, Trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	msg := bytes.Repeat([]byte{'x'}, 64)
+	socksHello := socksReq("", upAP, 0)
+	socksHello = append(socksHello, msg...)
+	httpHello := append([]byte("CONNECT "+up.Addr()+" HTTP/1.1\r\n\r\n"), msg...)
+	ppHello := append(proxyproto.AppendV1(nil, netip.MustParseAddrPort("192.0.2.1:1"), ppAP), msg...)
+	for _, m := range []struct {
+		name  string
+		addr  string
+		hello []byte
+		skip  int // reply bytes before the echo
+	}{
+		{"forward", f.addr, msg, 0},
+		{"proxy-v1", ppAP.String(), ppHello, 0},
+		{"socks5", socksAP.String(), socksHello, 12},
+		{"http-connect", httpAP.String(), httpHello, len(httpconnectEstablished)},
+	} {
+		b.Run(m.name, func(b *testing.B) {
+			b.ReportAllocs()
+			buf := make([]byte, m.skip+len(msg))
+			for b.Loop() {
+				c, err := net.Dial("tcp", m.addr)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := c.Write(m.hello); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := io.ReadFull(c, buf); err != nil {
+					b.Fatal(err)
+				}
+				c.Close()
+			}
+		})
+	}
+}
+
+const httpconnectEstablished = "HTTP/1.1 200 Connection established\r\n\r\n"

@@ -469,8 +469,8 @@ func TestProxyProtocolAccept(t *testing.T) {
 		"\r\n\r\n\x00\r\nQUIT\n\x31\x11\x00\x0c", // v2 signature, version 3
 		"GET / HTTP/1.1\r\n\r\n",                 // no header at all
 		"PROXY TCP4 " + strings.Repeat("1", 120), // longer than 107 without CRLF
-		"\r\n\r\n\x00\r\nQUIT\n\x21\x11\xff\xff",  // v2 length 65535 > 4096
-		"\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x04",  // v2 length shorter than the IPv4 block
+		"\r\n\r\n\x00\r\nQUIT\n\x21\x11\xff\xff", // v2 length 65535 > 4096
+		"\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x04", // v2 length shorter than the IPv4 block
 	}
 	for _, b := range bad {
 		c := dial(t, f.addr)

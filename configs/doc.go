@@ -40,9 +40,17 @@
 // can apply), no name resolution (listen and upstream hosts are IP literals
 // so that validation needs no network and a config means the same thing on
 // every start), no lists from the environment (listeners come from the file
-// or the quick flags). SOCKS5 / HTTP CONNECT listener modes, PROXY protocol,
-// ACLs and per-source limits are later additions; until then their keys are
-// unknown keys and those modes are rejected by name.
+// or the quick flags).
+//
+// # Edge keys
+//
+// A listener's mode socks5 or http-connect lets clients name targets: its
+// upstreams must then be empty, and its policy (allow/deny "CIDR [PORTS]")
+// decides where they may go. proxy_protocol, acl and limits (per source)
+// apply to every mode; auth and policy only to socks5 / http-connect, and
+// setting them on a forward listener is an error rather than silently
+// unused. resolver (global) serves the names of all listeners. Validation
+// reads auth.file, so a missing credentials file fails config check.
 //
 // # Concurrency
 //

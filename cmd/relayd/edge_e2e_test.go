@@ -9,10 +9,16 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/relayd/relayd/configs"
+	"github.com/relayd/relayd/proxyproto"
+	"github.com/relayd/relayd/relay"
 )
 
 // listenAddrs reads every listener's bound address from relayd's ready line.
@@ -302,5 +308,77 @@ backend web
 	}
 	if b, err := io.ReadAll(conn); err != nil || !strings.HasSuffix(string(b), page) {
 		t.Fatalf("send v2 through HAProxy accept-proxy: %q %v", b, err)
+	}
+}
+
+// applyEdge maps every edge key: credentials from the list and the file,
+// PROXY versions, trusted CIDRs, ACL, limiter, and a policy that knows
+// relayd's own addresses.
+func TestApplyEdge(t *testing.T) {
+	users := filepath.Join(t.TempDir(), "users")
+	if err := os.WriteFile(users, []byte("# test\nbob:fromfile\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := configs.LoadBytes("edge.yaml", []byte(`listeners:
+  - name: s
+    listen: 127.0.0.1:1080
+    mode: socks5
+    handshake_timeout: 3s
+    auth: {users: ["alice:s3:cret"], file: `+users+`}
+    proxy_protocol: {accept: any, trusted_sources: [10.0.0.0/8, "::1"], send: v1}
+    acl: {allow: [127.0.0.0/8], deny: [127.0.0.3]}
+    limits: {per_source_sessions: 2, per_source_rate: 5}
+    policy: {allow: ["127.0.0.1/32 8080,9000-9001"], deny: ["127.0.0.1 9001"]}
+  - name: f
+    listen: 127.0.0.1:7000
+    upstreams: [127.0.0.1:7001]
+resolver: {workers: 1}
+`), configs.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	setupEdge(cfg)
+	t.Cleanup(closeEdge)
+	lc, err := listenerConfig(cfg.Listeners[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lc.Mode != relay.ModeSOCKS5 || lc.HandshakeTimeout != 3*time.Second || lc.ProxyAccept != proxyproto.Any || lc.ProxySend != proxyproto.V1 {
+		t.Errorf("mode %q timeout %v accept %v send %v", lc.Mode, lc.HandshakeTimeout, lc.ProxyAccept, lc.ProxySend)
+	}
+	for _, c := range []struct {
+		u, p string
+		ok   bool
+	}{{"alice", "s3:cret", true}, {"bob", "fromfile", true}, {"alice", "fromfile", false}, {"bob", "s3:cret", false}, {"eve", "", false}} {
+		if got := lc.Verify([]byte(c.u), []byte(c.p)); got != c.ok {
+			t.Errorf("Verify(%s, %s) = %v", c.u, c.p, got)
+		}
+	}
+	if want := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("::1/128")}; !slices.Equal(lc.Trusted, want) {
+		t.Errorf("trusted %v", lc.Trusted)
+	}
+	if _, ok := lc.ACL.Check(netip.MustParseAddr("127.0.0.3")); ok {
+		t.Error("ACL admits 127.0.0.3")
+	}
+	if _, ok := lc.ACL.Check(netip.MustParseAddr("127.0.0.2")); !ok {
+		t.Error("ACL refuses 127.0.0.2")
+	}
+	if lc.Limiter == nil || lc.Resolver == nil {
+		t.Fatal("no limiter or resolver")
+	}
+	for ap, want := range map[string]string{
+		"127.0.0.1:8080": "allow:127.0.0.1/32:8080,9000-9001", "127.0.0.1:9001": "deny:127.0.0.1/32:9001",
+		"127.0.0.1:7000": "self", "127.0.0.1:1080": "self", "127.0.0.1:22": "loopback",
+	} {
+		if rule, _ := lc.Policy.Check(netip.MustParseAddrPort(ap)); rule != want {
+			t.Errorf("Check(%s) = %s, want %s", ap, rule, want)
+		}
+	}
+	fwd, err := listenerConfig(cfg.Listeners[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fwd.Policy != nil || fwd.Resolver != nil || fwd.ACL != nil || fwd.Limiter != nil || fwd.Verify != nil || fwd.ProxyAccept != 0 {
+		t.Errorf("forward listener got edge settings: %+v", fwd)
 	}
 }

@@ -1,6 +1,8 @@
 package relay
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"net/netip"
 	"sync"
@@ -144,6 +146,7 @@ type handshake struct {
 	port     uint16 // target port of a name request
 	deadline time.Time
 	reason   Reason // stLinger: the reason the session will close with
+	scanned  int    // bytes after s.up.off already seen by a parser that said ErrNeedMore
 	out      [64]byte
 }
 
@@ -307,6 +310,10 @@ func (s *session) advance(now time.Time) {
 		}
 		b := (*d.buf)[d.off:d.end]
 		full := d.off == 0 && d.end == len(*d.buf)
+		if !full && !worthParsing(s.state, cfg.Mode, b, s.hs.scanned) {
+			return
+		}
+		s.hs.scanned = len(b)
 		if s.state == stProxyHeader {
 			h, n, err := proxyproto.Parse(b, cfg.ProxyAccept)
 			if errors.Is(err, proxyproto.ErrNeedMore) {
@@ -320,6 +327,7 @@ func (s *session) advance(now time.Time) {
 				return
 			}
 			d.off += n
+			s.hs.scanned = 0
 			if h.HasAddrs() {
 				s.client = netip.AddrPortFrom(h.Src.Addr().Unmap(), h.Src.Port())
 				s.hs.local = netip.AddrPortFrom(h.Dst.Addr().Unmap(), h.Dst.Port())
@@ -383,6 +391,26 @@ func (s *session) advance(now time.Time) {
 		s.route(host, addr, port)
 		return
 	}
+}
+
+// worthParsing saves rescans of a client that trickles its header: the
+// stateless parsers look at the whole buffer each time, which would cost
+// O(n²) for n one-byte reads. An HTTP head can only complete with a new
+// '\n'; a v2 PROXY header only once its announced length has arrived. The
+// first look is never skipped, so garbage is refused at once.
+func worthParsing(st sessState, mode string, b []byte, scanned int) bool {
+	if scanned == 0 || scanned > len(b) {
+		return true
+	}
+	switch {
+	case st == stProxyHeader:
+		if len(b) >= 16 && b[0] == '\r' && b[12]>>4 == 2 {
+			return len(b) >= 16+int(binary.BigEndian.Uint16(b[14:16]))
+		}
+	case mode == ModeHTTPConnect:
+		return bytes.IndexByte(b[scanned:], '\n') >= 0
+	}
+	return true
 }
 
 // authFailed counts a failed login, charges it to the source's rate limit

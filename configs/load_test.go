@@ -713,3 +713,24 @@ func BenchmarkLoadReference(b *testing.B) {
 		}
 	}
 }
+
+// config check output must not print passwords; everything else round-trips.
+func TestYAMLRedactsPasswords(t *testing.T) {
+	cfg, err := LoadBytes("t.yaml", []byte(socksListener+"    auth: {users: [\"alice:s3:cret\", \"bob:hunter2\"]}\n"), LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cfg.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "s3:cret") || strings.Contains(string(out), "hunter2") {
+		t.Fatalf("password in YAML():\n%s", out)
+	}
+	if !strings.Contains(string(out), `users: ["alice:<redacted>", "bob:<redacted>"]`) {
+		t.Errorf("users not shown redacted:\n%s", out)
+	}
+	if cfg.Listeners[0].Auth.Users[0] != "alice:s3:cret" {
+		t.Errorf("YAML() changed the config: %q", cfg.Listeners[0].Auth.Users)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	_ "embed"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -18,14 +19,30 @@ import (
 //go:embed relayd.yaml
 var ReferenceYAML []byte
 
+// RedactedPassword replaces passwords in YAML output.
+const RedactedPassword = "<redacted>"
+
 // YAML renders the effective config in the file's own format and key order,
 // durations as "5m" and sizes in bytes, for `relayd config check`. Loading
-// the output gives back the same Config.
+// the output gives back the same Config, with one exception: passwords in
+// listeners' auth.users are printed as RedactedPassword, since the output
+// lands in terminals and CI logs.
 func (c *Config) YAML() ([]byte, error) {
+	out := *c
+	out.Listeners = slices.Clone(c.Listeners)
+	for i := range out.Listeners {
+		users := slices.Clone(out.Listeners[i].Auth.Users)
+		for j, u := range users {
+			if name, _, ok := strings.Cut(u, ":"); ok {
+				users[j] = name + ":" + RedactedPassword
+			}
+		}
+		out.Listeners[i].Auth.Users = users
+	}
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)
 	enc.SetIndent(2)
-	if err := enc.Encode(toNode(reflect.ValueOf(*c))); err != nil {
+	if err := enc.Encode(toNode(reflect.ValueOf(out))); err != nil {
 		return nil, err
 	}
 	if err := enc.Close(); err != nil {

@@ -28,13 +28,12 @@ type slot struct {
 }
 
 type worker struct {
-	p      *Pool
-	id     int
-	loop   *evloop.Loop
-	wakeF  func(any) error // method values bound once: a post allocates no closure (gnet's task queue still allocates a node per post, one more reason posts are rare)
-	flushF func(any) error
-	st     counters
-	load   atomic.Int64 // queued + in flight on this worker, for least-loaded choice
+	p     *Pool
+	id    int
+	loop  *evloop.Loop
+	wakeF func(any) error // method values bound once: a post allocates no closure (gnet's task queue still allocates a node per post, one more reason posts are rare)
+	st    counters
+	load  atomic.Int64 // queued + in flight on this worker, for least-loaded choice
 
 	// mu guards the FIFO (head, tail, and the requests' prev/next/inQueue),
 	// the cancel list and the flags below. It is the only lock on the path,
@@ -49,18 +48,16 @@ type worker struct {
 	closed  bool     // Close was called, or the loop ended: Submit refuses
 
 	// Loop goroutine only.
-	slots       []slot
-	free        []*slot
-	fds         []*slot // fd → slot of the attempt registered under that fd
-	closing     []int   // fds to close once the current event batch is over
-	flushPosted bool
-	freed       bool // a slot was freed since the last pull
-	sa          sockaddrs
+	slots []slot
+	free  []*slot
+	fds   []*slot // fd → slot of the attempt registered under that fd
+	freed bool    // a slot was freed since the last pull
+	sa    sockaddrs
 }
 
 func newWorker(p *Pool, id int) (*worker, error) {
 	w := &worker{p: p, id: id}
-	w.wakeF, w.flushF = w.wake, w.flush
+	w.wakeF = w.wake
 	loop, err := evloop.New(p.cfg.Tick, w.onEvent, nil)
 	if err != nil {
 		return nil, err
@@ -349,22 +346,7 @@ func (w *worker) unregister(s *slot) {
 //
 // (fds handed off are not affected: their one event in the batch was the
 // one that completed them, and they left the poller before the hand-off.)
-func (w *worker) closeLater(fd int) {
-	w.closing = append(w.closing, fd)
-	if !w.flushPosted {
-		w.flushPosted = true
-		_ = w.loop.PostFunc(w.flushF, nil) // fails only when stopping: drain closes them
-	}
-}
-
-func (w *worker) flush(any) error {
-	for _, fd := range w.closing {
-		closeFD(fd)
-	}
-	w.closing = w.closing[:0]
-	w.flushPosted = false
-	return nil
-}
+func (w *worker) closeLater(fd int) { w.loop.CloseAfterRound(fd) }
 
 // finish ends s: frees the slot and completes its request with fd or err.
 // The caller has unregistered s.fd.
@@ -455,5 +437,5 @@ func (w *worker) drain() {
 		}
 		w.finish(s, -1, ErrClosed)
 	}
-	w.flush(nil)
+	w.loop.FlushCloses()
 }

@@ -53,16 +53,8 @@ type loop struct {
 	gen      uint64
 	st       counters
 
-	// Closing an fd is deferred to the next task round: an fd number freed in
-	// the middle of an event batch could be handed out again by accept in the
-	// same batch while a stale event for the old socket is still queued in it.
-	// Until then the fd is out of the poller and out of fds, so nothing can
-	// act on it, and the kernel cannot reuse its number.
-	toClose      []int
-	closePosted  bool
-	flushClosesF func(any) error
-	connectedF   func(any) error
-	adoptF       func(any) error
+	connectedF func(any) error
+	adoptF     func(any) error
 }
 
 func newLoop(id int, srv *Server) (*loop, error) {
@@ -72,7 +64,6 @@ func newLoop(id int, srv *Server) (*loop, error) {
 		return nil, err
 	}
 	l.ev = ev
-	l.flushClosesF = l.flushCloses
 	l.connectedF = l.connectedTask
 	l.adoptF = l.adoptTask
 	l.sessions.init()
@@ -102,26 +93,10 @@ func (l *loop) onEvent(fd int, ev netpoll.IOEvent) {
 	}
 }
 
-// deferClose queues fd for closing after this event round (see toClose).
-func (l *loop) deferClose(fd int) {
-	l.toClose = append(l.toClose, fd)
-	if !l.closePosted {
-		l.closePosted = true
-		if err := l.ev.PostFunc(l.flushClosesF, nil); err != nil {
-			l.flushCloses(nil) // loop is stopping: nothing can race any more
-		}
-	}
-}
-
-func (l *loop) flushCloses(any) error {
-	for i, fd := range l.toClose {
-		_ = unix.Close(fd)
-		l.toClose[i] = -1
-	}
-	l.toClose = l.toClose[:0]
-	l.closePosted = false
-	return nil
-}
+// deferClose closes fd after this event round (evloop.CloseAfterRound):
+// the fd has left the poller and l.fds, and its number cannot be reused
+// before the close, so no stale event can hit a new socket.
+func (l *loop) deferClose(fd int) { l.ev.CloseAfterRound(fd) }
 
 // setInterest moves fd's registration from *cur to want with the fewest
 // epoll_ctl calls the gnet poller allows (it has no ModWrite and no

@@ -431,7 +431,7 @@ func (s *Server) Close() error {
 		s.onLoops(func(l *loop) {
 			l.closeListeners()
 			l.closeAll(ReasonShutdown)
-			l.flushCloses(nil)
+			l.ev.FlushCloses()
 		})
 		for _, l := range s.loops {
 			l.ev.Stop()

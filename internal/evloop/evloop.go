@@ -11,6 +11,7 @@ import (
 	"github.com/panjf2000/gnet/v2/pkg/queue"
 
 	"github.com/relayd/relayd/timeout"
+	"golang.org/x/sys/unix"
 )
 
 // ErrStopped is returned by Post after Stop.
@@ -30,6 +31,15 @@ type Loop struct {
 	now     time.Time
 	onTick  func(now time.Time)
 	ticker  ticker
+
+	// Closing an fd is deferred to the next task round (CloseAfterRound):
+	// gnet's Polling has no end-of-batch hook, and an fd number freed in the
+	// middle of an event batch could be handed out again (by accept or
+	// socket) in the same batch while a stale event for the old socket is
+	// still queued in it.
+	toClose     []int
+	closePosted bool
+	flushF      func(any) error
 
 	stopOnce sync.Once
 	stopped  chan struct{} // closed once Run has returned
@@ -56,6 +66,7 @@ func New(tick time.Duration, handler Handler, onTick func(now time.Time)) (*Loop
 		onTick:  onTick,
 		stopped: make(chan struct{}),
 	}
+	l.flushF = func(any) error { l.FlushCloses(); return nil }
 	if err := l.ticker.open(l); err != nil {
 		_ = p.Close()
 		return nil, fmt.Errorf("evloop: tick source: %w", err)
@@ -110,6 +121,7 @@ func (l *Loop) Run() error {
 	defer close(l.stopped)
 	defer l.poller.Close() //nolint:errcheck
 	defer l.ticker.close()
+	defer l.FlushCloses() // the poller is done: nothing can race any more
 	err := l.poller.Polling(func(fd int, ev netpoll.IOEvent, _ netpoll.IOFlags) error {
 		if l.ticker.is(fd) {
 			l.ticker.drain()
@@ -143,3 +155,28 @@ func (l *Loop) Stop() {
 
 // Done is closed when Run has returned.
 func (l *Loop) Done() <-chan struct{} { return l.stopped }
+
+// CloseAfterRound closes fd after the events of the current poll round have
+// all been handled. The caller must already have removed fd from the poller
+// and from its own fd table: until the close, the kernel cannot reuse the
+// number, so no later event can reach a new socket that got it. Loop
+// goroutine only.
+func (l *Loop) CloseAfterRound(fd int) {
+	l.toClose = append(l.toClose, fd)
+	if !l.closePosted {
+		l.closePosted = true
+		if err := l.PostFunc(l.flushF, nil); err != nil {
+			l.FlushCloses() // stopping: no event round is left to race with
+		}
+	}
+}
+
+// FlushCloses closes every fd deferred by CloseAfterRound now. Loop
+// goroutine only (or after Run has returned).
+func (l *Loop) FlushCloses() {
+	for _, fd := range l.toClose {
+		_ = unix.Close(fd)
+	}
+	l.toClose = l.toClose[:0]
+	l.closePosted = false
+}

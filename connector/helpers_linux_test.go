@@ -3,6 +3,8 @@
 package connector
 
 import (
+	"github.com/relayd/relayd/internal/testnet"
+
 	"errors"
 	"fmt"
 	"io"
@@ -107,61 +109,9 @@ func sockname(t testing.TB, fd int) netip.AddrPort {
 	return netip.AddrPortFrom(netip.AddrFrom4(sa4.Addr), uint16(sa4.Port))
 }
 
-// hangingAddr returns a listener whose connects hang: listen backlog 1,
-// never accepting, its accept queue pre-filled until a probe connect stays
-// in SYN_SENT (Linux drops SYNs for a listener whose accept queue is full).
-func hangingAddr(t testing.TB) netip.AddrPort {
-	t.Helper()
-	_, ap := hangingListener(t)
-	return ap
-}
+func hangingAddr(t testing.TB) netip.AddrPort { return testnet.HangingAddr(t) }
 
-// hangingListener is hangingAddr that also returns the listening fd, so a
-// test can accept one queued connection and let exactly one more SYN in.
-func hangingListener(t testing.TB) (int, netip.AddrPort) {
-	t.Helper()
-	lfd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Close(lfd) })
-	if err := unix.Bind(lfd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Listen(lfd, 1); err != nil {
-		t.Fatal(err)
-	}
-	ap := sockname(t, lfd)
-	sa := &unix.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}
-	for i := 0; i < 16; i++ {
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := unix.Connect(fd, sa); err != nil && err != unix.EINPROGRESS {
-			unix.Close(fd)
-			t.Fatalf("filler connect: %v", err)
-		}
-		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
-		n, err := unix.Poll(pfd, 300)
-		if err != nil && err != unix.EINTR {
-			unix.Close(fd)
-			t.Fatal(err)
-		}
-		if n == 0 {
-			// This probe is stuck in SYN_SENT: the state is reached.
-			unix.Close(fd)
-			return lfd, ap
-		}
-		if e, _ := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR); e != 0 {
-			unix.Close(fd)
-			t.Fatalf("filler connect failed: %v", unix.Errno(e))
-		}
-		t.Cleanup(func() { unix.Close(fd) }) // stays in the accept queue
-	}
-	t.Fatal("accept queue of a backlog-1 listener never filled")
-	return lfd, ap
-}
+func hangingListener(t testing.TB) (int, netip.AddrPort) { return testnet.HangingListener(t) }
 
 // establishedTo counts client-side TCP sockets of this network namespace in
 // ESTABLISHED state whose peer is ap (IPv4), from /proc/net/tcp.

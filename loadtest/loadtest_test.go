@@ -1,6 +1,8 @@
 package loadtest
 
 import (
+	"github.com/relayd/relayd/internal/testnet"
+
 	"context"
 	"errors"
 	"io"
@@ -238,38 +240,8 @@ func freePort(t testing.TB) string {
 	return addr
 }
 
-// fullBacklog returns the address of a listener with backlog 1 that never
-// accepts and whose accept queue has been filled, so further SYNs are
-// dropped and connects time out.
-func fullBacklog(t testing.TB) string {
-	t.Helper()
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Close(fd) })
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Listen(fd, 1); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := unix.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := net.JoinHostPort("127.0.0.1", itoa(sa.(*unix.SockaddrInet4).Port))
-	// Linux queues backlog+1 established connections; fill them one at a
-	// time (a connect succeeds once the handshake is done).
-	for i := 0; i < 2; i++ {
-		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-		if err != nil {
-			t.Fatalf("prefill %d: %v", i, err)
-		}
-		t.Cleanup(func() { c.Close() })
-	}
-	return addr
-}
+// fullBacklog returns the address of a listener whose connects time out.
+func fullBacklog(t testing.TB) string { return testnet.HangingAddr(t).String() }
 
 func itoa(i int) string { return strconv.Itoa(i) }
 

@@ -12,7 +12,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -20,6 +19,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/relayd/relayd/connector"
+	"github.com/relayd/relayd/internal/testnet"
 	"github.com/relayd/relayd/relay"
 )
 
@@ -74,24 +74,7 @@ func startRelay(t testing.TB, ups []string, mod func(*relay.Config, *connector.C
 	return &fixture{srv: srv, pool: pool, addr: addr.String()}
 }
 
-// countFDs counts this process's sockets, epoll, eventfd and timerfd fds —
-// what the relay and connector own. Pipes (Go's splice pipe cache) and
-// files the runtime keeps open are not ours to count.
-func countFDs(t testing.TB) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, e := range ents {
-		target, err := os.Readlink("/proc/self/fd/" + e.Name())
-		if err == nil && (strings.HasPrefix(target, "socket:") || strings.HasPrefix(target, "anon_inode:")) {
-			n++
-		}
-	}
-	return n
-}
+func countFDs(t testing.TB) int { return testnet.CountFDs(t) }
 
 // waitFDs waits until the process is back to want open fds (closes by peers
 // and by the test's own goroutines finish asynchronously) — bounded.

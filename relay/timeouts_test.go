@@ -4,15 +4,13 @@ import (
 	"errors"
 	"io"
 	"net"
-	"net/netip"
 	"sort"
 	"syscall"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/relayd/relayd/connector"
+	"github.com/relayd/relayd/internal/testnet"
 	"github.com/relayd/relayd/relay"
 )
 
@@ -128,42 +126,12 @@ func TestRefusedThenGoodUpstream(t *testing.T) {
 	}
 }
 
-// fullBacklogListener returns an address whose accept queue is full and is
-// never drained: further connects hang in SYN_SENT.
-func fullBacklogListener(t *testing.T) netip.AddrPort {
-	t.Helper()
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Close(fd) })
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Listen(fd, 1); err != nil {
-		t.Fatal(err)
-	}
-	sa, _ := unix.Getsockname(fd)
-	ap := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(sa.(*unix.SockaddrInet4).Port))
-	// Fill the queue: connects complete until it is full, then the next one
-	// hangs. Stop at the first that does not complete within 300 ms.
-	for i := 0; i < 16; i++ {
-		c, err := net.DialTimeout("tcp", ap.String(), 300*time.Millisecond)
-		if err != nil {
-			return ap
-		}
-		t.Cleanup(func() { c.Close() })
-	}
-	t.Fatal("accept queue never filled")
-	return ap
-}
-
 // Acceptance 5: the upstream's accept queue is full: the session is closed
 // after connect_timeout (±20%), counted as connect_timeout, and no more than
 // max_inflight connects are ever in flight.
 func TestConnectTimeout(t *testing.T) {
 	const timeout, sessions, inflight = 500 * time.Millisecond, 6, 2
-	up := fullBacklogListener(t)
+	up := testnet.HangingAddr(t)
 	f := startRelay(t, []string{up.String()}, func(_ *relay.Config, cc *connector.Config, _ *relay.ListenerConfig) {
 		cc.Workers, cc.MaxInflight, cc.ConnectTimeout = 1, inflight, timeout
 	})

@@ -165,7 +165,7 @@ func resolvedTask(arg any) error {
 }
 
 func (s *session) handshakeTimeout() time.Duration {
-	if d := s.ln.cfg.HandshakeTimeout; d > 0 {
+	if d := s.lc.HandshakeTimeout; d > 0 {
 		return d
 	}
 	return defaultHandshakeTimeout
@@ -173,7 +173,7 @@ func (s *session) handshakeTimeout() time.Duration {
 
 func (s *session) trustedPeer() bool {
 	a := s.client.Addr().Unmap()
-	for _, p := range s.ln.cfg.Trusted {
+	for _, p := range s.lc.Trusted {
 		if p.Contains(a) {
 			return true
 		}
@@ -184,7 +184,7 @@ func (s *session) trustedPeer() bool {
 // startEdge runs instead of the forward start for listeners with edge
 // settings. The session is registered on the loop; no upstream exists.
 func (s *session) startEdge(now time.Time) {
-	cfg := &s.ln.cfg
+	cfg := s.lc
 	proxyIn := cfg.ProxyAccept != 0 && s.trustedPeer()
 	if proxyIn || cfg.ProxySend != 0 || (cfg.Mode != "" && cfg.Mode != ModeForward) {
 		s.hs = &handshake{}
@@ -208,7 +208,7 @@ func (s *session) admitted(now time.Time) {
 	if !s.admitSource(now) {
 		return
 	}
-	if m := s.ln.cfg.Mode; m == "" || m == ModeForward {
+	if m := s.lc.Mode; m == "" || m == ModeForward {
 		s.dialForward(now)
 		return
 	}
@@ -222,7 +222,7 @@ func (s *session) admitted(now time.Time) {
 // admitSource applies the ACL and the per-source limiter to s.client; on a
 // refusal the session is closed (with a RST: the client gets nothing else).
 func (s *session) admitSource(now time.Time) bool {
-	cfg := &s.ln.cfg
+	cfg := s.lc
 	ip := s.client.Addr()
 	if cfg.ACL != nil {
 		if rule, ok := cfg.ACL.Check(ip); !ok {
@@ -302,7 +302,7 @@ func (s *session) edgeRead() {
 // the bytes allow (a client may pipeline PROXY header, greeting, auth and
 // request in one segment).
 func (s *session) advance(now time.Time) {
-	cfg := &s.ln.cfg
+	cfg := s.lc
 	d := &s.up
 	for s.state == stProxyHeader || s.state == stHandshake {
 		if d.buf == nil {
@@ -416,7 +416,7 @@ func worthParsing(st sessState, mode string, b []byte, scanned int) bool {
 // authFailed counts a failed login, charges it to the source's rate limit
 // (password guessing costs like connecting), and closes after the reply.
 func (s *session) authFailed(now time.Time) {
-	if lim := s.ln.cfg.Limiter; lim != nil {
+	if lim := s.lc.Limiter; lim != nil {
 		lim.Penalize(s.client.Addr(), 1, now)
 	}
 	s.linger(ReasonAuthFailed)
@@ -428,7 +428,7 @@ func (s *session) route(host string, addr netip.AddrPort, port uint16) {
 		s.checkAndDial(addr)
 		return
 	}
-	res := s.ln.cfg.Resolver
+	res := s.lc.Resolver
 	if res == nil {
 		s.failReply(policy.ErrNoAddresses, ReasonResolveFailed)
 		return
@@ -465,7 +465,7 @@ func (s *session) resolved(r *resolveResult) {
 }
 
 func (s *session) policy() *policy.Policy {
-	if p := s.ln.cfg.Policy; p != nil {
+	if p := s.lc.Policy; p != nil {
 		return p
 	}
 	return defaultPolicy()
@@ -503,9 +503,9 @@ func (s *session) checkAndDial(ap netip.AddrPort) {
 }
 
 func (s *session) deny(rule string) {
-	s.ln.cfg.edge.countDenied(rule)
+	s.lc.edge.countDenied(rule)
 	var out []byte
-	if s.ln.cfg.Mode == ModeSOCKS5 {
+	if s.lc.Mode == ModeSOCKS5 {
 		out = socks5.AppendReply(s.hs.out[:0], socks5.NotAllowed, netip.AddrPort{})
 	} else {
 		out = httpconnect.AppendResponse(s.hs.out[:0], 403)
@@ -519,7 +519,7 @@ func (s *session) deny(rule string) {
 // resolver or the connector), then closes with reason.
 func (s *session) failReply(err error, reason Reason) {
 	var out []byte
-	if s.ln.cfg.Mode == ModeSOCKS5 {
+	if s.lc.Mode == ModeSOCKS5 {
 		out = socks5.AppendReply(s.hs.out[:0], socks5.DialReply(err), netip.AddrPort{})
 	} else {
 		out = httpconnect.AppendResponse(s.hs.out[:0], httpconnect.DialStatus(err))
@@ -700,7 +700,7 @@ func (s *session) onEdgeTimer(now time.Time) {
 // in s.u.fd: the PROXY header toward it, then the client's success reply. It
 // reports false if the session was closed.
 func (s *session) edgeConnected(r *connector.Request) bool {
-	cfg := &s.ln.cfg
+	cfg := s.lc
 	if cfg.ProxySend != 0 {
 		if !s.hs.local.IsValid() {
 			if sa, err := unix.Getsockname(s.c.fd); err == nil {

@@ -74,8 +74,9 @@ type session struct {
 
 	prev, next *session // loop's session list
 	req        connector.Request
-	hs         *handshake // edge state; nil in plain forward mode
-	limited    bool       // holds a slot in the listener's SourceLimiter
+	hs         *handshake      // edge state; nil in plain forward mode
+	lc         *ListenerConfig // edge settings, taken at start (a reload may swap the listener's); nil in plain forward mode
+	limited    bool            // holds a slot in the listener's SourceLimiter
 }
 
 // start registers a freshly accepted session on its loop and asks the
@@ -94,8 +95,9 @@ func (s *session) start(now time.Time) {
 	if l.srv.cfg.NoDelay {
 		setNoDelay(s.c.fd)
 	}
-	if s.ln.cfg.edge != nil && s.ln.cfg.edge.active {
-		s.state = stConnecting // until startEdge says otherwise
+	if e := s.ln.cfg.edge; e != nil && e.active {
+		// The edge settings this session lives by, whatever a reload does.
+		s.lc = &s.ln.cfg
 		s.startEdge(now)
 		return
 	}
@@ -145,7 +147,7 @@ func (s *session) connected() {
 		case connector.ClassRefused:
 			reason = ReasonRefused
 		}
-		if s.hs != nil && s.ln.cfg.Mode != "" && s.ln.cfg.Mode != ModeForward {
+		if s.hs != nil && s.lc.Mode != "" && s.lc.Mode != ModeForward {
 			s.failReply(r.Err, reason) // the client learns why, then the session ends
 			return
 		}
@@ -474,7 +476,7 @@ func (s *session) close(reason Reason, rst bool) {
 		s.ln.ups.Load().active[s.upIdx].Add(-1) // same set: a reload keeps counters per set
 	}
 	if s.limited {
-		s.ln.cfg.Limiter.Release(s.client.Addr(), l.ev.Now())
+		s.lc.Limiter.Release(s.client.Addr(), l.ev.Now())
 	}
 	l.sessions.remove(s)
 	l.st.active.Add(-1)

@@ -65,6 +65,7 @@ func fixedConnector() connector.Stats {
 	s := connector.Stats{
 		Queued:            6,
 		Inflight:          []int{3, 1},
+		QueuedPerWorker:   []int{4, 2},
 		InflightHighWater: []int{32, 29},
 		Submitted:         2000,
 		QueueRejected:     8,
@@ -254,6 +255,10 @@ relayd_connector_inflight_high_water{worker="1"} 29
 # HELP relayd_connector_queued Connect requests waiting for a slot, all workers.
 # TYPE relayd_connector_queued gauge
 relayd_connector_queued 6
+# HELP relayd_connector_worker_queued Connect requests waiting for a slot, per connector worker.
+# TYPE relayd_connector_worker_queued gauge
+relayd_connector_worker_queued{worker="0"} 4
+relayd_connector_worker_queued{worker="1"} 2
 # HELP relayd_connector_requests_total Connect requests accepted by the connector.
 # TYPE relayd_connector_requests_total counter
 relayd_connector_requests_total 2000
@@ -293,7 +298,7 @@ relayd_log_entries_written_total 88888
 		"relayd_accept_errors_total", "relayd_accept_backoff_total", "relayd_bytes_total",
 		"relayd_backpressure_pauses_total", "relayd_backpressure_resumes_total", "relayd_buffers_held",
 		"relayd_loop_sessions_active", "relayd_loop_buffers_held",
-		"relayd_connector_inflight", "relayd_connector_inflight_high_water", "relayd_connector_queued",
+		"relayd_connector_inflight", "relayd_connector_inflight_high_water", "relayd_connector_queued", "relayd_connector_worker_queued",
 		"relayd_connector_requests_total", "relayd_connector_queue_rejected_total",
 		"relayd_connector_attempts_total", "relayd_connector_connected_total", "relayd_connector_failed_total",
 		"relayd_connector_canceled_total", "relayd_connector_failures_total",

@@ -51,6 +51,7 @@ type collector struct {
 	loopActive, loopBufs                                *prometheus.Desc
 
 	cInflight, cHigh, cQueued, cSubmitted, cRejected *prometheus.Desc
+	cQueuedWorker                                    *prometheus.Desc
 	cAttempts, cConnected, cFailed, cCanceled        *prometheus.Desc
 	cFailures, cLatency                              *prometheus.Desc
 
@@ -86,17 +87,18 @@ func NewCollector(src Sources, version string) prometheus.Collector {
 		loopActive:    desc("loop_sessions_active", "Sessions owned by each relay loop right now.", "loop"),
 		loopBufs:      desc("loop_buffers_held", "Relay buffers held by each loop's sessions right now.", "loop"),
 
-		cInflight:  desc("connector_inflight", "Upstream connects in progress, per connector worker.", "worker"),
-		cHigh:      desc("connector_inflight_high_water", "Most upstream connects ever in progress at once, per connector worker.", "worker"),
-		cQueued:    desc("connector_queued", "Connect requests waiting for a slot, all workers."),
-		cSubmitted: desc("connector_requests_total", "Connect requests accepted by the connector."),
-		cRejected:  desc("connector_queue_rejected_total", "Connect requests refused because the queue was full (the client is rejected)."),
-		cAttempts:  desc("connector_attempts_total", "Connect attempts started (a failover counts each try)."),
-		cConnected: desc("connector_connected_total", "Requests that got a connected upstream socket."),
-		cFailed:    desc("connector_failed_total", "Requests whose every try failed."),
-		cCanceled:  desc("connector_canceled_total", "Requests canceled because the client went away."),
-		cFailures:  desc("connector_failures_total", "Failed connect attempts by class.", "class"),
-		cLatency:   desc("connector_latency_seconds", "Time from submit to connected upstream, for connected requests (log2 buckets from 1µs)."),
+		cInflight:     desc("connector_inflight", "Upstream connects in progress, per connector worker.", "worker"),
+		cHigh:         desc("connector_inflight_high_water", "Most upstream connects ever in progress at once, per connector worker.", "worker"),
+		cQueued:       desc("connector_queued", "Connect requests waiting for a slot, all workers."),
+		cQueuedWorker: desc("connector_worker_queued", "Connect requests waiting for a slot, per connector worker.", "worker"),
+		cSubmitted:    desc("connector_requests_total", "Connect requests accepted by the connector."),
+		cRejected:     desc("connector_queue_rejected_total", "Connect requests refused because the queue was full (the client is rejected)."),
+		cAttempts:     desc("connector_attempts_total", "Connect attempts started (a failover counts each try)."),
+		cConnected:    desc("connector_connected_total", "Requests that got a connected upstream socket."),
+		cFailed:       desc("connector_failed_total", "Requests whose every try failed."),
+		cCanceled:     desc("connector_canceled_total", "Requests canceled because the client went away."),
+		cFailures:     desc("connector_failures_total", "Failed connect attempts by class.", "class"),
+		cLatency:      desc("connector_latency_seconds", "Time from submit to connected upstream, for connected requests (log2 buckets from 1µs)."),
 
 		logDropped: desc("log_entries_dropped_total", "Log entries dropped because the ring was full or the write failed."),
 		logWritten: desc("log_entries_written_total", "Log entries written."),
@@ -109,7 +111,7 @@ func (c *collector) descs() []*prometheus.Desc {
 		c.lnInfo, c.lnActive, c.lnAccepted, c.lnClosed, c.lnBytes,
 		c.accepted, c.active, c.closed, c.acceptErrs, c.acceptBackoff,
 		c.bytes, c.pauses, c.resumes, c.bufsHeld, c.loopActive, c.loopBufs,
-		c.cInflight, c.cHigh, c.cQueued, c.cSubmitted, c.cRejected,
+		c.cInflight, c.cHigh, c.cQueued, c.cSubmitted, c.cRejected, c.cQueuedWorker,
 		c.cAttempts, c.cConnected, c.cFailed, c.cCanceled, c.cFailures, c.cLatency,
 		c.logDropped, c.logWritten,
 	}
@@ -184,6 +186,9 @@ func (c *collector) collectRelay(ch chan<- prometheus.Metric, s relay.Stats) {
 }
 
 func (c *collector) collectConnector(ch chan<- prometheus.Metric, s connector.Stats) {
+	for i, n := range s.QueuedPerWorker {
+		gauge(ch, c.cQueuedWorker, int64(n), strconv.Itoa(i))
+	}
 	for i, n := range s.Inflight {
 		gauge(ch, c.cInflight, int64(n), strconv.Itoa(i))
 	}

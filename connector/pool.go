@@ -168,6 +168,9 @@ func (p *Pool) Stats() Stats {
 	}
 	for _, w := range p.workers {
 		w.st.addTo(&s)
+		// load = queued + in flight on this worker; both move independently,
+		// so clamp the difference of two reads at 0.
+		s.QueuedPerWorker = append(s.QueuedPerWorker, max(int(w.load.Load())-s.Inflight[len(s.Inflight)-1], 0))
 	}
 	return s
 }

@@ -29,6 +29,7 @@ func latencyBucket(d time.Duration) int {
 // the snapshot as a whole is not: counters may be a few events apart.
 type Stats struct {
 	Queued            int   // requests waiting for a connect slot, all workers
+	QueuedPerWorker   []int // the same, per worker (worker queues are FIFO each)
 	Inflight          []int // requests being connected, per worker
 	InflightHighWater []int // the most ever in flight at once, per worker (≤ MaxInflight)
 

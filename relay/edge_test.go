@@ -685,3 +685,29 @@ func TestTrickledHandshakes(t *testing.T) {
 		t.Fatalf("got %q, %v", got, err)
 	}
 }
+
+// A refused upstream is reported in the protocol: SOCKS5 REP 5, HTTP 502.
+func TestConnectFailureReplies(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close() // nothing listens there now: connect is refused
+	fs := edgeRelay(t, relay.ModeSOCKS5, port(t, closed), nil)
+	c := dial(t, fs.addr)
+	_, _ = c.Write(socksReq("", netip.MustParseAddrPort(closed), 0))
+	if rep := socksReply(t, c); rep != 5 {
+		t.Fatalf("REP %d, want 5 (connection refused)", rep)
+	}
+	expectClosed(t, c)
+	fh := edgeRelay(t, relay.ModeHTTPConnect, port(t, closed), nil)
+	c = dial(t, fh.addr)
+	if st := httpConnect(t, c, closed, ""); !strings.HasPrefix(st, "HTTP/1.1 502 ") {
+		t.Fatalf("status %q, want 502", st)
+	}
+	expectClosed(t, c)
+	for _, f := range []*fixture{fs, fh} {
+		waitStat(t, f.srv, "refused", closedIs(relay.ReasonRefused, 1))
+	}
+}

@@ -532,7 +532,8 @@ func (s *session) failReply(err error, reason Reason) {
 // dialTarget asks the connector for exactly ap: no second resolution.
 func (s *session) dialTarget(ap netip.AddrPort) {
 	s.hs.target[0] = ap
-	s.req = connector.Request{Addrs: s.hs.target[:], Tries: 1, Handler: s, Cookie: s.gen}
+	s.req = connector.Request{Addrs: s.hs.target[:], Tries: 1, Handler: s, Cookie: s.gen,
+		Timeout: time.Duration(s.loop.srv.connectTimeout.Load())}
 	s.state = stConnecting
 	if err := s.loop.srv.cfg.Dialer.Submit(&s.req); err != nil {
 		s.state = stHandshake // not connecting: nothing to cancel

@@ -163,8 +163,11 @@ func (s *session) connected() {
 	}
 	s.state = stRelaying
 	s.lastActive = l.ev.Now()
-	if s.hs != nil && !s.edgeConnected(r) {
-		return
+	if s.hs != nil {
+		if !s.edgeConnected(r) {
+			return
+		}
+		s.hs = nil // the handshake is over: a long-lived session does not keep its ~300 bytes
 	}
 	// Bytes the client sent before the upstream existed go first.
 	if s.up.pending() > 0 && !s.flush(&s.up, s.u.fd) {

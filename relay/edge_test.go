@@ -711,3 +711,60 @@ func TestConnectFailureReplies(t *testing.T) {
 		waitStat(t, f.srv, "refused", closedIs(relay.ReasonRefused, 1))
 	}
 }
+
+// Single-acceptor mode hands sessions to other loops before they start: the
+// handshake, the resolver's answer and the connect all land on the adopting
+// loop.
+func TestSOCKS5SingleAcceptor(t *testing.T) {
+	up := newServer(t, echo)
+	pol, err := policy.New(policy.Config{Allow: []policy.Entry{{CIDR: "127.0.0.1/32", Ports: strconv.Itoa(int(port(t, up.Addr())))}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := policy.NewResolver(policy.ResolverConfig{Lookup: func(context.Context, string) ([]netip.Addr, error) {
+		return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(res.Close)
+	f := startRelay(t, nil, func(rc *relay.Config, _ *connector.Config, lc *relay.ListenerConfig) {
+		rc.Reuseport, rc.Loops = false, 3
+		lc.Mode, lc.Policy, lc.Resolver = relay.ModeSOCKS5, pol, res
+	})
+	var wg sync.WaitGroup
+	errs := make(chan error, 12)
+	for i := range 12 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.DialTimeout("tcp", f.addr, 5*time.Second)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			msg := "session " + strconv.Itoa(i)
+			req := append(socksReq("echo.test", netip.AddrPort{}, port(t, up.Addr())), msg...)
+			if _, err := c.Write(req); err != nil {
+				errs <- err
+				return
+			}
+			const replies = 2 + 10 // method selection, then the reply with an IPv4 bound address
+			got := make([]byte, replies+len(msg))
+			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if _, err := io.ReadFull(c, got); err != nil {
+				errs <- err
+				return
+			}
+			if got[3] != 0 || string(got[replies:]) != msg { // got[3]: REP
+				errs <- errors.New("bad reply or echo: " + strconv.Quote(string(got)))
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}

@@ -20,6 +20,9 @@ type Sources struct {
 	Connector  func() connector.Stats
 	LogDropped func() uint64 // logging.Logger.Dropped
 	LogWritten func() uint64 // logging.Logger.Written
+	// Edge returns per-listener refusals of client-chosen destinations (by
+	// policy rule) and of sources (ACL, per-source limits, by rule).
+	Edge func() map[string]relay.EdgeStats
 	// Ready is true while every listener is bound and the server is not
 	// draining. /readyz answers 503 whenever it returns false.
 	Ready func() bool
@@ -52,6 +55,7 @@ type collector struct {
 
 	cInflight, cHigh, cQueued, cSubmitted, cRejected *prometheus.Desc
 	cQueuedWorker                                    *prometheus.Desc
+	edgeDenied, edgeRejected                         *prometheus.Desc
 	cAttempts, cConnected, cFailed, cCanceled        *prometheus.Desc
 	cFailures, cLatency                              *prometheus.Desc
 
@@ -100,6 +104,9 @@ func NewCollector(src Sources, version string) prometheus.Collector {
 		cFailures:     desc("connector_failures_total", "Failed connect attempts by class.", "class"),
 		cLatency:      desc("connector_latency_seconds", "Time from submit to connected upstream, for connected requests (log2 buckets from 1µs)."),
 
+		edgeDenied:   desc("policy_denied_total", "Client-chosen destinations refused, by listener and policy rule.", "listener", "rule"),
+		edgeRejected: desc("source_rejected_total", "Clients refused by source ACL or per-source limits, by listener and rule.", "listener", "rule"),
+
 		logDropped: desc("log_entries_dropped_total", "Log entries dropped because the ring was full or the write failed."),
 		logWritten: desc("log_entries_written_total", "Log entries written."),
 	}
@@ -113,7 +120,7 @@ func (c *collector) descs() []*prometheus.Desc {
 		c.bytes, c.pauses, c.resumes, c.bufsHeld, c.loopActive, c.loopBufs,
 		c.cInflight, c.cHigh, c.cQueued, c.cSubmitted, c.cRejected, c.cQueuedWorker,
 		c.cAttempts, c.cConnected, c.cFailed, c.cCanceled, c.cFailures, c.cLatency,
-		c.logDropped, c.logWritten,
+		c.logDropped, c.logWritten, c.edgeDenied, c.edgeRejected,
 	}
 }
 
@@ -133,6 +140,16 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if c.src.Connector != nil {
 		c.collectConnector(ch, c.src.Connector())
+	}
+	if c.src.Edge != nil {
+		for name, es := range c.src.Edge() {
+			for rule, n := range es.PolicyDenied {
+				ch <- prometheus.MustNewConstMetric(c.edgeDenied, prometheus.CounterValue, float64(n), name, rule)
+			}
+			for rule, n := range es.SourceRejected {
+				ch <- prometheus.MustNewConstMetric(c.edgeRejected, prometheus.CounterValue, float64(n), name, rule)
+			}
+		}
 	}
 	if c.src.LogDropped != nil {
 		ch <- prometheus.MustNewConstMetric(c.logDropped, prometheus.CounterValue, float64(c.src.LogDropped()))

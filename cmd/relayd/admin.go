@@ -33,6 +33,7 @@ func startAdmin(cfg *configs.Config, d *daemon, upg *tableflip.Upgrader) (adminS
 		Connector:  d.pool.Stats,
 		LogDropped: d.log.Dropped,
 		LogWritten: d.log.Written,
+		Edge:       d.relay.EdgeStats,
 		Ready:      d.ready.Load,
 	})
 	if err != nil {

@@ -28,11 +28,20 @@
 // accepts and hands sessions out round-robin. EMFILE and kin pause the
 // listener with exponential back-off (5 ms to 1 s) instead of spinning.
 //
+// Edge listeners (handshake.go): before a session connects it may read a
+// PROXY protocol header (trusted peers only), apply the source ACL and
+// per-source limits to the real client address, and parse a SOCKS5 or HTTP
+// CONNECT request — all inside the loop, on the bytes buffered for the
+// upstream, bounded by the listener's handshake timeout. Client-chosen
+// targets pass the destination policy; names are resolved off the loop and
+// the answer is posted back, guarded by the session generation. Forward
+// sessions skip all of it at the cost of one comparison.
+//
 // Concurrency: a loop's sessions, fds, wheel and scratch buffer are touched
 // only by that loop's goroutine. Other goroutines reach a loop only through
 // its task queue (evloop.Loop.PostFunc). Server methods are safe from any
 // goroutine. Stats are atomics written by one loop each.
 //
-// Non-goals: TLS, protocol inspection, splice(2) zero-copy (not offered by
-// the poller; a candidate for later), UDP.
+// Non-goals: TLS, protocol inspection beyond the edge handshakes, splice(2)
+// zero-copy (not offered by the poller; a candidate for later), UDP.
 package relay

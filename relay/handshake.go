@@ -47,13 +47,18 @@ const (
 	sweepEvery              = 5 * time.Second
 )
 
-// edgeState is what validate derives from a ListenerConfig's edge settings,
-// plus the listener's edge counters. Counters are on the rare path (a
-// refusal), so a mutex-guarded map is fine; accepted sessions touch none.
+// edgeState is what validate derives from a ListenerConfig's edge settings.
+// It belongs to one ListenerConfig (a reload makes a new one); the counters
+// it points to belong to the listener and carry over reloads.
 type edgeState struct {
 	active  bool // any edge setting: sessions take the edge path
 	httpCfg httpconnect.Config
+	*edgeCounts
+}
 
+// edgeCounts are a listener's refusal counters. They are on the rare path
+// (a refusal), so a mutex-guarded map is fine; accepted sessions touch none.
+type edgeCounts struct {
 	mu       sync.Mutex // guards denied, rejected
 	denied   map[string]uint64
 	rejected map[string]uint64
@@ -64,30 +69,30 @@ type edgeState struct {
 // edgeCounters is the name ListenerConfig uses for the state.
 type edgeCounters = edgeState
 
-func newEdgeCounters() *edgeState {
-	return &edgeState{denied: map[string]uint64{}, rejected: map[string]uint64{}}
-}
-
 // prepareEdge fills the derived edge settings; validate calls it. A buffer
 // (relay.Config.BufferSize) smaller than the HTTP head bound makes a longer
-// head fail as too large when the buffer is full.
+// head fail as too large when the buffer is full. Counters already attached
+// (Update carries the listener's over) are kept.
 func (lc *ListenerConfig) prepareEdge() {
 	if lc.edge == nil {
-		lc.edge = newEdgeCounters()
+		lc.edge = &edgeState{}
 	}
 	e := lc.edge
+	if e.edgeCounts == nil {
+		e.edgeCounts = &edgeCounts{denied: map[string]uint64{}, rejected: map[string]uint64{}}
+	}
 	e.active = (lc.Mode != "" && lc.Mode != ModeForward) || lc.ProxyAccept != 0 || lc.ProxySend != 0 ||
 		lc.ACL != nil || lc.Limiter != nil
 	e.httpCfg = httpconnect.Config{Verify: lc.Verify, MaxHead: httpconnect.DefaultMaxHead}
 }
 
-func (e *edgeState) countDenied(rule string) {
+func (e *edgeCounts) countDenied(rule string) {
 	e.mu.Lock()
 	e.denied[rule]++
 	e.mu.Unlock()
 }
 
-func (e *edgeState) countRejected(rule string) {
+func (e *edgeCounts) countRejected(rule string) {
 	e.mu.Lock()
 	e.rejected[rule]++
 	e.mu.Unlock()
@@ -95,7 +100,7 @@ func (e *edgeState) countRejected(rule string) {
 
 // maybeSweep lets one session every sweepEvery drop the limiter's idle
 // sources, so its table does not fill with sources long gone.
-func (e *edgeState) maybeSweep(lim *policy.SourceLimiter, now time.Time) {
+func (e *edgeCounts) maybeSweep(lim *policy.SourceLimiter, now time.Time) {
 	last := e.lastSweep.Load()
 	if now.UnixNano()-last < int64(sweepEvery) || !e.lastSweep.CompareAndSwap(last, now.UnixNano()) {
 		return
@@ -117,7 +122,7 @@ func (s *Server) EdgeStats() map[string]EdgeStats {
 	s.mu.Unlock()
 	out := make(map[string]EdgeStats, len(lns))
 	for _, ln := range lns {
-		e := ln.cfg.edge
+		e := ln.config().edge
 		if e == nil {
 			continue
 		}

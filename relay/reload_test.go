@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/relayd/relayd/policy"
 	"github.com/relayd/relayd/relay"
 )
 
@@ -91,4 +92,56 @@ func TestUpdateRemoveAddListener(t *testing.T) {
 	if ls := st.Listeners["second"]; ls.Accepted != 1 {
 		t.Fatalf("listener second stats %+v", ls)
 	}
+}
+
+// A reload can change a listener's edge settings: new sessions follow the
+// new ACL, established ones keep theirs, and the refusal counters carry on.
+func TestUpdateEdgeSettings(t *testing.T) {
+	a := tagServer(t, "A")
+	f := startRelay(t, []string{a.Addr()}, nil)
+	if got := readTag(t, f.addr); got != "A" {
+		t.Fatalf("before: %q", got)
+	}
+	acl, err := policy.NewSourceACL(nil, []string{"127.0.0.1/32"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := []netip.AddrPort{netip.MustParseAddrPort(a.Addr())}
+	if err := f.srv.Update(relay.ListenerConfig{Name: "test", Upstreams: up, ACL: acl}); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		c, err := net.DialTimeout("tcp", f.addr, 5*time.Second)
+		if err != nil {
+			if !errors.Is(err, syscall.ECONNRESET) { // the reset may beat the handshake's end
+				t.Fatal(err)
+			}
+			continue
+		}
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if b, _ := io.ReadAll(c); len(b) != 0 {
+			t.Fatalf("denied source got %q", b)
+		}
+		c.Close()
+	}
+	if err := f.srv.Update(relay.ListenerConfig{Name: "test", Upstreams: up}); err != nil {
+		t.Fatal(err)
+	}
+	if got := readTag(t, f.addr); got != "A" {
+		t.Fatalf("after lifting the ACL: %q", got)
+	}
+	st := waitClosed(t, f.srv, 4)
+	if st.Closed["rejected_acl"] != 2 {
+		t.Fatalf("closed %v, want 2 rejected_acl", st.Closed)
+	}
+	if n := f.srv.EdgeStats()["test"].SourceRejected; total(n) != 2 {
+		t.Fatalf("edge counters %v after two reloads, want 2 refusals kept", n)
+	}
+}
+
+func total(m map[string]uint64) (n uint64) {
+	for _, v := range m {
+		n += v
+	}
+	return n
 }

@@ -19,8 +19,9 @@ var ErrServerClosed = errors.New("relay: server closed")
 // listener is one configured listening address, shared by the loops that
 // hold a socket for it.
 type listener struct {
-	cfg         ListenerConfig // immutable after AddListener, but for what Update swaps below
-	addr        netip.AddrPort // bound address (port resolved)
+	cfg         ListenerConfig                 // as added: Name and Addr never change
+	lc          atomic.Pointer[ListenerConfig] // the current settings (Update swaps them)
+	addr        netip.AddrPort                 // bound address (port resolved)
 	ups         atomic.Pointer[upstreams]
 	maxSessions atomic.Int64
 	active      atomic.Int64
@@ -29,6 +30,10 @@ type listener struct {
 }
 
 func (ln *listener) release() { ln.active.Add(-1) }
+
+// config returns the listener's current settings; a session keeps the one
+// it started with.
+func (ln *listener) config() *ListenerConfig { return ln.lc.Load() }
 
 // Server is the relay stage: a fixed set of event loops that accept clients,
 // obtain upstreams from the Dialer, and relay bytes both ways.
@@ -107,6 +112,7 @@ func (s *Server) AddListener(lc ListenerConfig) (netip.AddrPort, error) {
 		}
 	}
 	ln := &listener{cfg: lc}
+	ln.lc.Store(&ln.cfg)
 	ln.ups.Store(newUpstreams(lc.Upstreams, lc.LeastConn, lc.Tries))
 	ln.maxSessions.Store(int64(lc.MaxSessions))
 	n := 1
@@ -293,7 +299,9 @@ func (s *Server) Stats() Stats {
 }
 
 // Update applies a new configuration to the running listener of the same
-// name: upstreams, balance, tries and per-listener session cap. Established
+// name: upstreams, balance, tries, per-listener session cap and the edge
+// settings (mode, credentials, PROXY protocol, ACL, limits, policy,
+// handshake timeout). Established
 // sessions keep their upstream; new sessions use the new set at once. The
 // address cannot change (remove and add the listener instead).
 func (s *Server) Update(lc ListenerConfig) error {
@@ -306,6 +314,8 @@ func (s *Server) Update(lc ListenerConfig) error {
 		if !lc.Addr.IsValid() {
 			lc.Addr = ln.cfg.Addr
 		}
+		// A fresh derived state, the listener's counters.
+		lc.edge = &edgeState{edgeCounts: ln.config().edge.edgeCounts}
 		if err := lc.validate(); err != nil {
 			return err
 		}
@@ -314,6 +324,9 @@ func (s *Server) Update(lc ListenerConfig) error {
 		}
 		ln.ups.Store(newUpstreams(lc.Upstreams, lc.LeastConn, lc.Tries))
 		ln.maxSessions.Store(int64(lc.MaxSessions))
+		next := lc
+		next.FDs = nil
+		ln.lc.Store(&next)
 		return nil
 	}
 	return fmt.Errorf("relay: no listener %q", lc.Name)

@@ -68,7 +68,8 @@ type session struct {
 	lastActive time.Time // loop clock: one tick of precision is plenty
 	halfAt     time.Time // first direction finished; zero until then
 	client     netip.AddrPort
-	upIdx      int // index of the connected upstream in ln's set, -1 if none
+	upIdx      int        // index of the connected upstream in ups, -1 if none
+	ups        *upstreams // the upstream set upIdx counts in (least-conn)
 	connectDur time.Duration
 	attempts   int
 
@@ -95,9 +96,9 @@ func (s *session) start(now time.Time) {
 	if l.srv.cfg.NoDelay {
 		setNoDelay(s.c.fd)
 	}
-	if e := s.ln.cfg.edge; e != nil && e.active {
+	if lc := s.ln.config(); lc.edge != nil && lc.edge.active {
 		// The edge settings this session lives by, whatever a reload does.
-		s.lc = &s.ln.cfg
+		s.lc = lc
 		s.startEdge(now)
 		return
 	}
@@ -157,9 +158,9 @@ func (s *session) connected() {
 	l := s.loop
 	s.u.fd = r.FD
 	*l.ref(s.u.fd) = fdRef{s: s, side: sideUpstream}
-	ups := s.ln.ups.Load()
-	if s.upIdx = ups.index(r.Addr); s.upIdx >= 0 {
-		ups.active[s.upIdx].Add(1)
+	s.ups = s.ln.ups.Load()
+	if s.upIdx = s.ups.index(r.Addr); s.upIdx >= 0 {
+		s.ups.active[s.upIdx].Add(1)
 	}
 	s.state = stRelaying
 	s.lastActive = l.ev.Now()
@@ -476,7 +477,7 @@ func (s *session) close(reason Reason, rst bool) {
 		}
 	}
 	if s.upIdx >= 0 {
-		s.ln.ups.Load().active[s.upIdx].Add(-1) // same set: a reload keeps counters per set
+		s.ups.active[s.upIdx].Add(-1) // the set it was counted in, even if a reload swapped it
 	}
 	if s.limited {
 		s.lc.Limiter.Release(s.client.Addr(), l.ev.Now())

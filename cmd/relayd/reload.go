@@ -10,8 +10,9 @@ import (
 )
 
 // reload applies a new, already validated config without touching
-// established sessions: upstreams, balance, retries and per-listener caps
-// (Update), timeouts, the global cap, log level and the access log; listeners
+// established sessions: upstreams, balance, retries, per-listener caps and
+// edge settings (Update; sessions keep the settings they started with),
+// timeouts, the global cap, log level and the access log; listeners
 // added or removed (removed ones stop accepting, their sessions finish). What
 // needs a restart is named in the log and otherwise ignored.
 func (d *daemon) reload(next *configs.Config) error {
@@ -33,6 +34,9 @@ func (d *daemon) reload(next *configs.Config) error {
 	same("log.output", old.Log.Output, next.Log.Output)
 	same("log.ring_size", old.Log.RingSize, next.Log.RingSize)
 	same("admin", old.Admin, next.Admin)
+
+	same("resolver", old.Resolver, next.Resolver)
+	setupEdge(next) // the policies' list of relayd's own addresses follows the new listeners
 
 	if err := d.log.SetLevel(next.Log.Level); err != nil {
 		return fmt.Errorf("log.level: %w", err)

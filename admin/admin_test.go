@@ -51,7 +51,7 @@ func fixedRelay() relay.Stats {
 		Pauses:        55,
 		Resumes:       54,
 		BufsHeld:      9,
-		Loops:         []relay.LoopStats{{Active: 10, BufsHeld: 5}, {Active: 7, BufsHeld: 4}},
+		Loops:         []relay.LoopStats{{Active: 10, BufsHeld: 5, Queue: 3}, {Active: 7, BufsHeld: 4}},
 		Listeners: map[string]relay.ListenerStats{
 			"web": {Addr: netip.MustParseAddrPort("127.0.0.1:7000"), Active: 12, Accepted: 900,
 				Closed: closed(10), BytesUp: 1000, BytesDown: 2000},
@@ -244,6 +244,10 @@ relayd_loop_sessions_active{loop="1"} 7
 # TYPE relayd_loop_buffers_held gauge
 relayd_loop_buffers_held{loop="0"} 5
 relayd_loop_buffers_held{loop="1"} 4
+# HELP relayd_loop_queue_depth Tasks waiting in each relay loop's queue (connect results, hand-overs, name answers).
+# TYPE relayd_loop_queue_depth gauge
+relayd_loop_queue_depth{loop="0"} 3
+relayd_loop_queue_depth{loop="1"} 0
 # HELP relayd_connector_inflight Upstream connects in progress, per connector worker.
 # TYPE relayd_connector_inflight gauge
 relayd_connector_inflight{worker="0"} 3
@@ -297,7 +301,7 @@ relayd_log_entries_written_total 88888
 		"relayd_sessions_accepted_total", "relayd_sessions_active", "relayd_sessions_closed_total",
 		"relayd_accept_errors_total", "relayd_accept_backoff_total", "relayd_bytes_total",
 		"relayd_backpressure_pauses_total", "relayd_backpressure_resumes_total", "relayd_buffers_held",
-		"relayd_loop_sessions_active", "relayd_loop_buffers_held",
+		"relayd_loop_sessions_active", "relayd_loop_buffers_held", "relayd_loop_queue_depth",
 		"relayd_connector_inflight", "relayd_connector_inflight_high_water", "relayd_connector_queued", "relayd_connector_worker_queued",
 		"relayd_connector_requests_total", "relayd_connector_queue_rejected_total",
 		"relayd_connector_attempts_total", "relayd_connector_connected_total", "relayd_connector_failed_total",

@@ -56,6 +56,7 @@ type collector struct {
 	cInflight, cHigh, cQueued, cSubmitted, cRejected *prometheus.Desc
 	cQueuedWorker                                    *prometheus.Desc
 	edgeDenied, edgeRejected                         *prometheus.Desc
+	loopQueue                                        *prometheus.Desc
 	cAttempts, cConnected, cFailed, cCanceled        *prometheus.Desc
 	cFailures, cLatency                              *prometheus.Desc
 
@@ -104,6 +105,7 @@ func NewCollector(src Sources, version string) prometheus.Collector {
 		cFailures:     desc("connector_failures_total", "Failed connect attempts by class.", "class"),
 		cLatency:      desc("connector_latency_seconds", "Time from submit to connected upstream, for connected requests (log2 buckets from 1µs)."),
 
+		loopQueue:    desc("loop_queue_depth", "Tasks waiting in each relay loop's queue (connect results, hand-overs, name answers).", "loop"),
 		edgeDenied:   desc("policy_denied_total", "Client-chosen destinations refused, by listener and policy rule.", "listener", "rule"),
 		edgeRejected: desc("source_rejected_total", "Clients refused by source ACL or per-source limits, by listener and rule.", "listener", "rule"),
 
@@ -120,7 +122,7 @@ func (c *collector) descs() []*prometheus.Desc {
 		c.bytes, c.pauses, c.resumes, c.bufsHeld, c.loopActive, c.loopBufs,
 		c.cInflight, c.cHigh, c.cQueued, c.cSubmitted, c.cRejected, c.cQueuedWorker,
 		c.cAttempts, c.cConnected, c.cFailed, c.cCanceled, c.cFailures, c.cLatency,
-		c.logDropped, c.logWritten, c.edgeDenied, c.edgeRejected,
+		c.logDropped, c.logWritten, c.edgeDenied, c.edgeRejected, c.loopQueue,
 	}
 }
 
@@ -199,6 +201,7 @@ func (c *collector) collectRelay(ch chan<- prometheus.Metric, s relay.Stats) {
 		idx := strconv.Itoa(i)
 		gauge(ch, c.loopActive, l.Active, idx)
 		gauge(ch, c.loopBufs, l.BufsHeld, idx)
+		gauge(ch, c.loopQueue, l.Queue, idx)
 	}
 }
 

@@ -165,6 +165,7 @@ type resolveResult struct {
 
 func resolvedTask(arg any) error {
 	r := arg.(*resolveResult)
+	r.s.loop.st.queued.Add(-1)
 	r.s.resolved(r)
 	return nil
 }
@@ -442,7 +443,10 @@ func (s *session) route(host string, addr netip.AddrPort, port uint16) {
 	s.hs.port = port
 	l, gen := s.loop, s.gen
 	if err := res.Resolve(host, func(addrs []netip.Addr, err error) {
-		_ = l.ev.PostFunc(resolvedTask, &resolveResult{s: s, gen: gen, addrs: addrs, err: err})
+		l.st.queued.Add(1)
+		if l.ev.PostFunc(resolvedTask, &resolveResult{s: s, gen: gen, addrs: addrs, err: err}) != nil {
+			l.st.queued.Add(-1)
+		}
 	}); err != nil {
 		s.failReply(err, ReasonResolveFailed)
 	}

@@ -254,6 +254,7 @@ func (l *loop) closeLsock(ls *lsock, stop bool) {
 
 // connectedTask runs on the loop with a session whose connect finished.
 func (l *loop) connectedTask(arg any) error {
+	l.st.queued.Add(-1)
 	arg.(*session).connected()
 	return nil
 }
@@ -261,6 +262,7 @@ func (l *loop) connectedTask(arg any) error {
 // adoptTask takes over a session accepted by another loop (single-acceptor
 // mode). From here on this loop owns the client fd.
 func (l *loop) adoptTask(arg any) error {
+	l.st.queued.Add(-1)
 	s := arg.(*session)
 	s.loop = l
 	s.start(l.ev.Refresh())

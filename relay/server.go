@@ -248,9 +248,11 @@ func (s *Server) admit(l *loop, ln *listener, fd int, client netip.AddrPort) {
 		target := s.loops[s.next.Add(1)%uint64(len(s.loops))]
 		if target != l {
 			sess.loop = target
+			target.st.queued.Add(1)
 			if err := target.ev.PostFunc(target.adoptF, sess); err == nil {
 				return // target owns fd from here on
 			}
+			target.st.queued.Add(-1)
 			sess.loop = l
 		}
 	}

@@ -123,9 +123,13 @@ func (s *session) dialForward(now time.Time) {
 // hands the result to the session's loop. The connector never touches r
 // again, and the loop owns r.FD from the task on.
 func (s *session) Connected(r *connector.Request) {
-	if err := s.loop.ev.PostFunc(s.loop.connectedF, s); err != nil && r.FD >= 0 {
-		_ = unix.Close(r.FD) // the loop is gone: nobody else will
-		r.FD = -1
+	s.loop.st.queued.Add(1)
+	if err := s.loop.ev.PostFunc(s.loop.connectedF, s); err != nil {
+		s.loop.st.queued.Add(-1)
+		if r.FD >= 0 {
+			_ = unix.Close(r.FD) // the loop is gone: nobody else will
+			r.FD = -1
+		}
 	}
 }
 

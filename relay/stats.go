@@ -80,6 +80,7 @@ type counters struct {
 	resumes      atomic.Uint64
 	bufsHeld     atomic.Int64  // pooled buffers held by sessions right now
 	acceptPaused atomic.Uint64 // accept back-off episodes (EMFILE & co.)
+	queued       atomic.Int64  // tasks posted to the loop and not yet run (connect results, hand-overs, name answers)
 }
 
 // listenerCounters are shared by the loops that accept for one listener.
@@ -106,6 +107,7 @@ type ListenerStats struct {
 type LoopStats struct {
 	Active   int64
 	BufsHeld int64
+	Queue    int64 // tasks waiting in the loop's queue
 }
 
 // Stats is a snapshot of the server's counters, safe to take from any
@@ -150,5 +152,5 @@ func (s *Stats) add(c *counters) {
 	s.BytesDown += c.bytesDown.Load()
 	s.Pauses += c.pauses.Load()
 	s.Resumes += c.resumes.Load()
-	s.Loops = append(s.Loops, LoopStats{Active: a, BufsHeld: b})
+	s.Loops = append(s.Loops, LoopStats{Active: a, BufsHeld: b, Queue: max(c.queued.Load(), 0)})
 }

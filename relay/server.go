@@ -135,6 +135,9 @@ func (s *Server) AddListener(lc ListenerConfig) (netip.AddrPort, error) {
 			}
 			return netip.AddrPort{}, err
 		}
+		if s.cfg.NoDelay {
+			setNoDelay(fd) // accepted sockets inherit it: no setsockopt per client
+		}
 		addr = bound // later sockets join the same port
 		ln.socks = append(ln.socks, &lsock{fd: fd, ln: ln, loop: s.loops[i]})
 	}

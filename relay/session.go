@@ -93,9 +93,6 @@ func (s *session) start(now time.Time) {
 	l.sessions.push(s)
 	l.st.active.Add(1)
 	*l.ref(s.c.fd) = fdRef{s: s, side: sideClient}
-	if l.srv.cfg.NoDelay {
-		setNoDelay(s.c.fd)
-	}
 	if lc := s.ln.config(); lc.edge != nil && lc.edge.active {
 		// The edge settings this session lives by, whatever a reload does.
 		s.lc = lc
@@ -463,10 +460,10 @@ func (s *session) close(reason Reason, rst bool) {
 		if ep.fd < 0 {
 			continue
 		}
-		if ep.ev != 0 {
-			_ = l.ev.Poller().Delete(ep.fd)
-			ep.ev = 0
-		}
+		// No epoll Delete: the close that follows this event round removes
+		// the registration, and until then l.fds no longer leads to s, so a
+		// late event for the fd is dropped (two epoll_ctl saved per session).
+		ep.ev = 0
 		l.fds[ep.fd] = fdRef{}
 		if rst {
 			setLingerZero(ep.fd)

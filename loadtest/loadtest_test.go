@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -242,8 +241,6 @@ func freePort(t testing.TB) string {
 
 // fullBacklog returns the address of a listener whose connects time out.
 func fullBacklog(t testing.TB) string { return testnet.HangingAddr(t).String() }
-
-func itoa(i int) string { return strconv.Itoa(i) }
 
 // resetter accepts, reads the request and closes with SO_LINGER 0, so the
 // client sees a reset.

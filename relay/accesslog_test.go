@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -46,8 +47,12 @@ func rrSessions(t *testing.T, addr string, n, workers int) {
 					continue
 				}
 				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-				if _, err := c.Write([]byte("12345678")); err == nil {
+				_, err = c.Write([]byte("12345678"))
+				if err == nil {
 					_, err = io.ReadFull(c, buf)
+				}
+				if err == nil && string(buf) != "12345678" {
+					err = fmt.Errorf("echo %q", buf)
 				}
 				c.Close()
 				if err != nil {

@@ -310,93 +310,93 @@ func (s *session) edgeRead() {
 func (s *session) advance(now time.Time) {
 	cfg := s.lc
 	d := &s.up
-	for s.state == stProxyHeader || s.state == stHandshake {
-		if d.buf == nil {
-			return
-		}
-		b := (*d.buf)[d.off:d.end]
-		full := d.off == 0 && d.end == len(*d.buf)
-		if !full && !worthParsing(s.state, cfg.Mode, b, s.hs.scanned) {
-			return
-		}
-		s.hs.scanned = len(b)
-		if s.state == stProxyHeader {
-			h, n, err := proxyproto.Parse(b, cfg.ProxyAccept)
-			if errors.Is(err, proxyproto.ErrNeedMore) {
-				if full {
-					s.close(ReasonHandshakeError, false) // buffer smaller than the header
-				}
-				return
-			}
-			if err != nil {
-				s.close(ReasonHandshakeError, false) // the protocol has no error reply
-				return
-			}
-			d.off += n
-			s.hs.scanned = 0
-			if h.HasAddrs() {
-				s.client = netip.AddrPortFrom(h.Src.Addr().Unmap(), h.Src.Port())
-				s.hs.local = netip.AddrPortFrom(h.Dst.Addr().Unmap(), h.Dst.Port())
-			}
-			s.admitted(now)
-			return
-		}
-		// stHandshake
-		var (
-			host string
-			addr netip.AddrPort
-			port uint16
-		)
-		if cfg.Mode == ModeSOCKS5 {
-			n, out, err := s.hs.socks.Feed(b, s.hs.out[:0])
-			d.off += n
-			if len(out) > 0 && !s.reply(out) {
-				return
-			}
-			switch {
-			case errors.Is(err, socks5.ErrNeedMore):
-				// Feed took every complete message; the rest waits for
-				// bytes, unless the buffer is already full of it.
-				if full && n == 0 {
-					s.close(ReasonHandshakeError, false)
-				}
-				return
-			case errors.Is(err, socks5.ErrAuthFailed):
-				s.authFailed(now)
-				return
-			case err != nil:
-				s.linger(ReasonHandshakeError)
-				return
-			}
-			r := s.hs.socks.Request()
-			host, addr, port = r.Host, r.Addr, r.Port
-		} else {
-			r, n, err := httpconnect.Parse(b, cfg.edge.httpCfg)
-			switch {
-			case errors.Is(err, httpconnect.ErrNeedMore):
-				if full {
-					err = httpconnect.ErrHeadTooLarge
-				} else {
-					return
-				}
-			}
-			if err != nil {
-				if !s.reply(httpconnect.AppendError(s.hs.out[:0], err)) {
-					return
-				}
-				if errors.Is(err, httpconnect.ErrAuthFailed) || errors.Is(err, httpconnect.ErrAuthRequired) {
-					s.authFailed(now)
-				} else {
-					s.linger(ReasonHandshakeError)
-				}
-				return
-			}
-			d.off += n
-			host, addr, port = r.Host, r.Addr, r.Port
-		}
-		s.route(host, addr, port)
+	if s.state != stProxyHeader && s.state != stHandshake {
 		return
 	}
+	if d.buf == nil {
+		return
+	}
+	b := (*d.buf)[d.off:d.end]
+	full := d.off == 0 && d.end == len(*d.buf)
+	if !full && !worthParsing(s.state, cfg.Mode, b, s.hs.scanned) {
+		return
+	}
+	s.hs.scanned = len(b)
+	if s.state == stProxyHeader {
+		h, n, err := proxyproto.Parse(b, cfg.ProxyAccept)
+		if errors.Is(err, proxyproto.ErrNeedMore) {
+			if full {
+				s.close(ReasonHandshakeError, false) // buffer smaller than the header
+			}
+			return
+		}
+		if err != nil {
+			s.close(ReasonHandshakeError, false) // the protocol has no error reply
+			return
+		}
+		d.off += n
+		s.hs.scanned = 0
+		if h.HasAddrs() {
+			s.client = netip.AddrPortFrom(h.Src.Addr().Unmap(), h.Src.Port())
+			s.hs.local = netip.AddrPortFrom(h.Dst.Addr().Unmap(), h.Dst.Port())
+		}
+		s.admitted(now)
+		return
+	}
+	// stHandshake
+	var (
+		host string
+		addr netip.AddrPort
+		port uint16
+	)
+	if cfg.Mode == ModeSOCKS5 {
+		n, out, err := s.hs.socks.Feed(b, s.hs.out[:0])
+		d.off += n
+		if len(out) > 0 && !s.reply(out) {
+			return
+		}
+		switch {
+		case errors.Is(err, socks5.ErrNeedMore):
+			// Feed took every complete message; the rest waits for
+			// bytes, unless the buffer is already full of it.
+			if full && n == 0 {
+				s.close(ReasonHandshakeError, false)
+			}
+			return
+		case errors.Is(err, socks5.ErrAuthFailed):
+			s.authFailed(now)
+			return
+		case err != nil:
+			s.linger(ReasonHandshakeError)
+			return
+		}
+		r := s.hs.socks.Request()
+		host, addr, port = r.Host, r.Addr, r.Port
+	} else {
+		r, n, err := httpconnect.Parse(b, cfg.edge.httpCfg)
+		switch {
+		case errors.Is(err, httpconnect.ErrNeedMore):
+			if full {
+				err = httpconnect.ErrHeadTooLarge
+			} else {
+				return
+			}
+		}
+		if err != nil {
+			if !s.reply(httpconnect.AppendError(s.hs.out[:0], err)) {
+				return
+			}
+			if errors.Is(err, httpconnect.ErrAuthFailed) || errors.Is(err, httpconnect.ErrAuthRequired) {
+				s.authFailed(now)
+			} else {
+				s.linger(ReasonHandshakeError)
+			}
+			return
+		}
+		d.off += n
+		host, addr, port = r.Host, r.Addr, r.Port
+	}
+	s.route(host, addr, port)
 }
 
 // worthParsing saves rescans of a client that trickles its header: the

@@ -99,8 +99,12 @@ func demo(ctx context.Context, out io.Writer, dur time.Duration, conc int) error
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "phase\tsessions\terrors\tsessions/s\tp50\tp99\tGbit/s\t")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%v\t%v\t%.2f\t\n", r.name, r.res.Sessions, r.res.ErrorsTotal,
-			r.res.SessionsPerSec, r.res.RTT.P50.Round(time.Microsecond), r.res.RTT.P99.Round(time.Microsecond), r.res.BitsPerSec/1e9)
+		if r.res.Mode == "bulk" { // long streams: throughput is the number, not rate or round trips
+			fmt.Fprintf(tw, "%s\t%d streams\t%d\t-\t-\t-\t%.2f\t\n", r.name, r.res.Sessions, r.res.ErrorsTotal, r.res.BitsPerSec/1e9)
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%v\t%v\t-\t\n", r.name, r.res.Sessions, r.res.ErrorsTotal,
+			r.res.SessionsPerSec, r.res.RTT.P50.Round(time.Microsecond), r.res.RTT.P99.Round(time.Microsecond))
 	}
 	_ = tw.Flush()
 	ratio := func(a, b *loadtest.Result, f func(*loadtest.Result) float64) float64 {

@@ -391,8 +391,11 @@ func TestEdgeGarbage(t *testing.T) {
 		stalled = append(stalled, c)
 	}
 	t0 := time.Now()
-	for _, c := range stalled {
-		expectClosed(t, c)
+	for i, c := range stalled {
+		got := expectClosed(t, c)
+		if i == 1 && !bytes.HasPrefix(got, []byte("HTTP/1.1 408 ")) {
+			t.Errorf("stalled CONNECT client got %q, want a 408", got)
+		}
 	}
 	if d := time.Since(t0); d > 5*time.Second {
 		t.Errorf("stalled clients closed after %v", d)

@@ -703,8 +703,18 @@ func (s *session) onEdgeTimer(now time.Time) {
 		s.close(s.hs.reason, false)
 		return
 	}
+	if s.state == stHandshake && s.lc.Mode == ModeHTTPConnect {
+		// An HTTP client is owed an answer: 408, then the graceful close
+		// every error reply gets (so unread bytes do not turn it into a RST).
+		if s.reply(http408) {
+			s.linger(ReasonHandshakeTimeout)
+		}
+		return
+	}
 	s.close(ReasonHandshakeTimeout, false)
 }
+
+var http408 = []byte("HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
 
 // edgeConnected finishes the handshake once the connector has an upstream
 // in s.u.fd: the PROXY header toward it, then the client's success reply. It

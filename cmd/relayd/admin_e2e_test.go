@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -130,14 +129,7 @@ func TestMetricsMatchLoadAndReadyz(t *testing.T) {
 	}
 
 	// A session held open across SIGTERM: readyz 503 at once, session served.
-	s, err := net.Dial("tcp", c.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if err := roundTrip(s, "held"); err != nil {
-		t.Fatal(err)
-	}
+	s := heldSession(t, c.addr, "held")
 	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

@@ -148,7 +148,9 @@ func (c *child) wait(t *testing.T, within time.Duration) (int, time.Duration) {
 	return -1, 0
 }
 
-func echoServer(t *testing.T) net.Listener {
+// tcpServer runs handle for every connection on a loopback listener; the
+// test's cleanup closes the listener and waits for the handlers.
+func tcpServer(t *testing.T, handle func(net.Conn)) net.Listener {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -165,12 +167,30 @@ func echoServer(t *testing.T) net.Listener {
 			go func() {
 				defer wg.Done()
 				defer c.Close()
-				_, _ = io.Copy(c, c)
+				handle(c)
 			}()
 		}
 	}()
 	t.Cleanup(func() { ln.Close(); wg.Wait() })
 	return ln
+}
+
+func echoServer(t *testing.T) net.Listener {
+	return tcpServer(t, func(c net.Conn) { _, _ = io.Copy(c, c) })
+}
+
+// heldSession opens a session through addr and proves it with one echo.
+func heldSession(t *testing.T, addr, msg string) net.Conn {
+	t.Helper()
+	s, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if err := roundTrip(s, msg); err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 func configYAML(upstream, extra string) string {
@@ -207,15 +227,7 @@ func TestSIGTERMDrains(t *testing.T) {
 	c := startRelayd(t, configYAML(up.Addr().String(), "shutdown:\n  timeout: 20s\n"), "")
 	var sessions []net.Conn
 	for range 5 {
-		s, err := net.Dial("tcp", c.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
-		if err := roundTrip(s, "before"); err != nil {
-			t.Fatal(err)
-		}
-		sessions = append(sessions, s)
+		sessions = append(sessions, heldSession(t, c.addr, "before"))
 	}
 	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -260,14 +272,7 @@ func TestSIGTERMDrains(t *testing.T) {
 func TestSIGTERMTimeoutCutsSessions(t *testing.T) {
 	up := echoServer(t)
 	c := startRelayd(t, configYAML(up.Addr().String(), "shutdown:\n  timeout: 1s\n"), "")
-	s, err := net.Dial("tcp", c.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if err := roundTrip(s, "hold"); err != nil {
-		t.Fatal(err)
-	}
+	s := heldSession(t, c.addr, "hold")
 	t0 := time.Now()
 	_ = c.cmd.Process.Signal(syscall.SIGTERM)
 	code, _ := c.wait(t, 15*time.Second)

@@ -20,31 +20,11 @@ import (
 
 // tagEcho is an upstream that first sends its one-byte tag, then echoes.
 func tagEcho(t *testing.T, tag byte) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				if _, err := c.Write([]byte{tag}); err != nil {
-					return
-				}
-				_, _ = io.Copy(c, c)
-			}()
+	return tcpServer(t, func(c net.Conn) {
+		if _, err := c.Write([]byte{tag}); err == nil {
+			_, _ = io.Copy(c, c)
 		}
-	}()
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	return ln
+	})
 }
 
 // churn opens short sessions as fast as it can until stop: connect, read

@@ -171,6 +171,10 @@ func TestUpstreamResetReachesClient(t *testing.T) {
 func TestClientResetReachesUpstream(t *testing.T) {
 	res := make(chan error, 1)
 	up := newServer(t, func(c *net.TCPConn) {
+		if _, err := c.Write([]byte("R")); err != nil {
+			res <- err
+			return
+		}
 		_, err := io.Copy(io.Discard, c)
 		res <- err
 	})
@@ -179,7 +183,11 @@ func TestClientResetReachesUpstream(t *testing.T) {
 	if _, err := c.Write(make([]byte, 1000)); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(50 * time.Millisecond) // let the session connect; not a correctness sync
+	// The upstream's byte reaching the client proves the session is relaying
+	// (connected on both sides) before the client resets.
+	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
 	_ = c.SetLinger(0)
 	c.Close()
 	if err := <-res; !errors.Is(err, syscall.ECONNRESET) {

@@ -3,8 +3,6 @@
 package connector
 
 import (
-	"github.com/relayd/relayd/internal/testnet"
-
 	"errors"
 	"fmt"
 	"io"
@@ -14,12 +12,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/relayd/relayd/internal/testnet"
 )
 
 // fdCount is the number of open fds of the test process.
@@ -35,52 +34,25 @@ func fdCount(t testing.TB) int {
 // echoServer accepts on 127.0.0.1 (or ::1), answers each connection's first
 // byte with the same byte and closes it once the client has closed.
 type echoServer struct {
-	ln   net.Listener
+	*testnet.Server
 	addr netip.AddrPort
-	wg   sync.WaitGroup
-	once sync.Once
 }
 
 func newEchoServer(t testing.TB, network, addr string) *echoServer {
 	t.Helper()
-	ln, err := net.Listen(network, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &echoServer{ln: ln, addr: ln.Addr().(*net.TCPAddr).AddrPort()}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(20 * time.Second))
-				var b [1]byte
-				if _, err := io.ReadFull(c, b[:]); err == nil {
-					_, _ = c.Write(b[:])
-				}
-				// Close only after the client has: TIME_WAIT then stays on
-				// the client side, where port selection accounts for it. A
-				// server-side TIME_WAIT tuple that a new SYN happens to hit
-				// is rejected by PAWS and costs that connect a 1s retransmit.
-				_, _ = io.Copy(io.Discard, c)
-			}()
+	s := testnet.Serve(t, network, addr, func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+		var b [1]byte
+		if _, err := io.ReadFull(c, b[:]); err == nil {
+			_, _ = c.Write(b[:])
 		}
-	}()
-	t.Cleanup(s.Close)
-	return s
-}
-
-// Close stops accepting and waits for every connection goroutine.
-func (s *echoServer) Close() {
-	s.once.Do(func() { _ = s.ln.Close() })
-	s.wg.Wait()
+		// Close only after the client has: TIME_WAIT then stays on
+		// the client side, where port selection accounts for it. A
+		// server-side TIME_WAIT tuple that a new SYN happens to hit
+		// is rejected by PAWS and costs that connect a 1s retransmit.
+		_, _ = io.Copy(io.Discard, c)
+	})
+	return &echoServer{Server: s, addr: s.AddrPort()}
 }
 
 // boundAddr returns an address that refuses connects for the whole test: a

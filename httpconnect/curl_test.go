@@ -13,39 +13,24 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/relayd/relayd/internal/testnet"
 )
 
 // miniProxy drives Parse over real sockets the way the relay loop will.
 // Names resolve only through names (to loopback): no traffic leaves 127.0.0.1.
 type miniProxy struct {
-	ln    net.Listener
+	srv   *testnet.Server
 	cfg   Config
 	names map[string]netip.Addr
-	wg    sync.WaitGroup
 	mu    sync.Mutex
 	heads []string
 	errs  []error
 }
 
 func startMini(t *testing.T, cfg Config, names map[string]netip.Addr) *miniProxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := &miniProxy{ln: ln, cfg: cfg, names: names}
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			m.wg.Add(1)
-			go func() { defer m.wg.Done(); m.serve(c) }()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); m.wg.Wait() })
+	m := &miniProxy{cfg: cfg, names: names}
+	m.srv = testnet.Serve(t, "tcp", "127.0.0.1:0", m.serve)
 	return m
 }
 
@@ -136,14 +121,14 @@ func TestCurl(t *testing.T) {
 		head   string // prefix of the head the server saw
 		result error
 	}{
-		{"no auth", open, []string{"-p", "-x", "http://" + open.ln.Addr().String(), url}, 0, "hello via connect\n", wantHead(""), nil},
-		{"auth", locked, []string{"-p", "-x", "http://" + locked.ln.Addr().String(), "--proxy-user", "user:pass", url},
+		{"no auth", open, []string{"-p", "-x", "http://" + open.srv.Addr().String(), url}, 0, "hello via connect\n", wantHead(""), nil},
+		{"auth", locked, []string{"-p", "-x", "http://" + locked.srv.Addr().String(), "--proxy-user", "user:pass", url},
 			0, "hello via connect\n", wantHead("Proxy-Authorization: Basic dXNlcjpwYXNz\r\n"), nil},
-		{"wrong password", locked, []string{"-p", "-x", "http://" + locked.ln.Addr().String(), "--proxy-user", "user:nope", url},
+		{"wrong password", locked, []string{"-p", "-x", "http://" + locked.srv.Addr().String(), "--proxy-user", "user:nope", url},
 			56, "", wantHead("Proxy-Authorization: Basic dXNlcjpub3Bl\r\n"), ErrAuthFailed},
-		{"missing credentials", locked, []string{"-p", "-x", "http://" + locked.ln.Addr().String(), url},
+		{"missing credentials", locked, []string{"-p", "-x", "http://" + locked.srv.Addr().String(), url},
 			56, "", wantHead(""), ErrAuthRequired},
-		{"ipv6 literal", open, []string{"-p", "-x", "http://" + open.ln.Addr().String(), fmt.Sprintf("http://[::1]:%d/", webPort)},
+		{"ipv6 literal", open, []string{"-p", "-x", "http://" + open.srv.Addr().String(), fmt.Sprintf("http://[::1]:%d/", webPort)},
 			-1, "", fmt.Sprintf("CONNECT [::1]:%d HTTP/1.1\r\n", webPort), nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

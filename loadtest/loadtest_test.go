@@ -1,8 +1,6 @@
 package loadtest
 
 import (
-	"github.com/relayd/relayd/internal/testnet"
-
 	"context"
 	"errors"
 	"io"
@@ -14,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/relayd/relayd/internal/testnet"
 )
 
 // startSink starts an in-process sink on 127.0.0.1 and closes it at cleanup.
@@ -527,33 +527,14 @@ func TestProgressQuietOffTerminal(t *testing.T) {
 // writes are blocked (io.Copy, like a relay with backpressure) must not
 // deadlock an rr session whose payload exceeds all socket buffers.
 func TestRRLargePayloadBackpressure(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				// Small fixed buffers here, so what the path can hold is
-				// well below the payload whatever the client's autotuning.
-				_ = c.(*net.TCPConn).SetReadBuffer(64 << 10)
-				_ = c.(*net.TCPConn).SetWriteBuffer(64 << 10)
-				_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-				_, _ = io.Copy(c, c)
-			}()
-		}
-	}()
+	ln := testnet.Serve(t, "tcp", "127.0.0.1:0", func(c net.Conn) {
+		// Small fixed buffers here, so what the path can hold is
+		// well below the payload whatever the client's autotuning.
+		_ = c.(*net.TCPConn).SetReadBuffer(64 << 10)
+		_ = c.(*net.TCPConn).SetWriteBuffer(64 << 10)
+		_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+		_, _ = io.Copy(c, c)
+	})
 	const size = 16 << 20
 	res := run(t, LoadConfig{Target: ln.Addr().String(), Sessions: 2, Concurrency: 2, Size: size, IOTimeout: 20 * time.Second})
 	noErrors(t, res)

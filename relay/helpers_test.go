@@ -12,7 +12,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"sync"
 	"testing"
 	"time"
 
@@ -97,40 +96,14 @@ func waitFDs(t testing.TB, want int) {
 
 // server is a loopback TCP server running handle per connection; Close
 // waits for every handler.
-type server struct {
-	ln net.Listener
-	wg sync.WaitGroup
-}
+type server struct{ *testnet.Server }
 
 func newServer(t testing.TB, handle func(c *net.TCPConn)) *server {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &server{ln: ln}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				defer c.Close()
-				handle(c.(*net.TCPConn))
-			}()
-		}
-	}()
-	t.Cleanup(s.Close)
-	return s
+	return &server{testnet.Serve(t, "tcp", "127.0.0.1:0", func(c net.Conn) { handle(c.(*net.TCPConn)) })}
 }
 
-func (s *server) Addr() string { return s.ln.Addr().String() }
-func (s *server) Close()       { s.ln.Close(); s.wg.Wait() }
+func (s *server) Addr() string { return s.Server.Addr().String() }
 
 func echo(c *net.TCPConn) {
 	_, _ = io.Copy(c, c)

@@ -15,40 +15,25 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/relayd/relayd/internal/testnet"
 )
 
 // miniServer drives Server over real sockets, blocking-style, the way the
 // relay loop will drive it non-blockingly. Names resolve only through names
 // (always to loopback), so no test traffic leaves 127.0.0.1.
 type miniServer struct {
-	ln    net.Listener
+	srv   *testnet.Server
 	cfg   Config
 	names map[string]netip.Addr
-	wg    sync.WaitGroup
 	mu    sync.Mutex
 	raw   [][]byte // handshake bytes each client sent
 	errs  []error  // Feed's final result per session
 }
 
 func startMini(t *testing.T, cfg Config, names map[string]netip.Addr) *miniServer {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := &miniServer{ln: ln, cfg: cfg, names: names}
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			m.wg.Add(1)
-			go func() { defer m.wg.Done(); m.serve(c) }()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); m.wg.Wait() })
+	m := &miniServer{cfg: cfg, names: names}
+	m.srv = testnet.Serve(t, "tcp", "127.0.0.1:0", m.serve)
 	return m
 }
 
@@ -152,15 +137,15 @@ func TestCurl(t *testing.T) {
 		greet  string // hex prefix curl must have sent
 		result error
 	}{
-		{"hostname no auth", noAuth, []string{"--socks5-hostname", noAuth.ln.Addr().String(),
+		{"hostname no auth", noAuth, []string{"--socks5-hostname", noAuth.srv.Addr().String(),
 			fmt.Sprintf("http://example.test:%d/", webPort)}, 0, "hello via socks\n", curlGreetNoAuth, nil},
-		{"ipv4 no auth", noAuth, []string{"--socks5", noAuth.ln.Addr().String(),
+		{"ipv4 no auth", noAuth, []string{"--socks5", noAuth.srv.Addr().String(),
 			fmt.Sprintf("http://127.0.0.1:%d/", webPort)}, 0, "hello via socks\n", curlGreetNoAuth, nil},
-		{"hostname with auth", withAuth, []string{"--socks5-hostname", withAuth.ln.Addr().String(), "--proxy-user", "user:pass",
+		{"hostname with auth", withAuth, []string{"--socks5-hostname", withAuth.srv.Addr().String(), "--proxy-user", "user:pass",
 			fmt.Sprintf("http://example.test:%d/", webPort)}, 0, "hello via socks\n", curlGreetAuth + curlAuth, nil},
-		{"wrong password", withAuth, []string{"--socks5-hostname", withAuth.ln.Addr().String(), "--proxy-user", "user:nope",
+		{"wrong password", withAuth, []string{"--socks5-hostname", withAuth.srv.Addr().String(), "--proxy-user", "user:nope",
 			fmt.Sprintf("http://example.test:%d/", webPort)}, 97, "", curlGreetAuth, ErrAuthFailed},
-		{"no credentials", withAuth, []string{"--socks5-hostname", withAuth.ln.Addr().String(),
+		{"no credentials", withAuth, []string{"--socks5-hostname", withAuth.srv.Addr().String(),
 			fmt.Sprintf("http://example.test:%d/", webPort)}, 97, "", curlGreetNoAuth, ErrNoAcceptableMethod},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/relayd/relayd/internal/testnet"
 )
 
 var relaydBin string
@@ -149,33 +151,13 @@ func (c *child) wait(t *testing.T, within time.Duration) (int, time.Duration) {
 }
 
 // tcpServer runs handle for every connection on a loopback listener; the
-// test's cleanup closes the listener and waits for the handlers.
-func tcpServer(t *testing.T, handle func(net.Conn)) net.Listener {
+// test's cleanup closes it and waits for the handlers.
+func tcpServer(t *testing.T, handle func(net.Conn)) *testnet.Server {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				handle(c)
-			}()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	return ln
+	return testnet.Serve(t, "tcp", "127.0.0.1:0", handle)
 }
 
-func echoServer(t *testing.T) net.Listener {
+func echoServer(t *testing.T) *testnet.Server {
 	return tcpServer(t, func(c net.Conn) { _, _ = io.Copy(c, c) })
 }
 
@@ -316,6 +298,7 @@ func TestEMFILEBackoff(t *testing.T) {
 	for range 150 {
 		cl, err := net.DialTimeout("tcp", c.addr, 2*time.Second)
 		if err != nil {
+			t.Logf("dial %d: %v", len(clients), err)
 			break // the backlog is full: also saturation
 		}
 		clients = append(clients, cl)

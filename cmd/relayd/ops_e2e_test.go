@@ -16,10 +16,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/relayd/relayd/internal/testnet"
 )
 
 // tagEcho is an upstream that first sends its one-byte tag, then echoes.
-func tagEcho(t *testing.T, tag byte) net.Listener {
+func tagEcho(t *testing.T, tag byte) *testnet.Server {
 	return tcpServer(t, func(c net.Conn) {
 		if _, err := c.Write([]byte{tag}); err == nil {
 			_, _ = io.Copy(c, c)

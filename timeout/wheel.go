@@ -45,7 +45,13 @@ type Wheel struct {
 	cur   int64 // last tick Advance has processed
 	n     int
 	due   []*Timer // reused between Advance calls: no allocation once warm
+	onArm func()   // called when the wheel goes from empty to one timer
 }
+
+// OnArm sets fn to be called whenever the wheel goes from no armed timer to
+// one, so a driver can stop its tick while the wheel is empty and restart it
+// here. fn runs inside Schedule, on the owner's goroutine.
+func (w *Wheel) OnArm(fn func()) { w.onArm = fn }
 
 // New returns a wheel with the given tick and at least slots buckets
 // (rounded up to a power of two), whose time starts at now. tick ≤ 0 means
@@ -107,6 +113,9 @@ func (w *Wheel) ScheduleAt(t *Timer, deadline time.Time) {
 	h.prev = t
 	t.state = stateArmed
 	w.n++
+	if w.n == 1 && w.onArm != nil {
+		w.onArm()
+	}
 }
 
 // Stop disarms t. It reports whether t was armed; stopping an idle timer is a

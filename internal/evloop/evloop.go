@@ -71,6 +71,12 @@ func New(tick time.Duration, handler Handler, onTick func(now time.Time)) (*Loop
 		_ = p.Close()
 		return nil, fmt.Errorf("evloop: tick source: %w", err)
 	}
+	if onTick == nil {
+		// Tick only while a timer is armed: an idle loop (no sessions, no
+		// connects in flight) then costs no wake-ups at all.
+		l.wheel.OnArm(func() { l.ticker.arm(l.tick) })
+		l.ticker.arm(0)
+	}
 	return l, nil
 }
 
@@ -142,6 +148,8 @@ func (l *Loop) doTick() {
 	l.wheel.Advance(now)
 	if l.onTick != nil {
 		l.onTick(now)
+	} else if l.wheel.Len() == 0 {
+		l.ticker.arm(0)
 	}
 }
 

@@ -33,6 +33,12 @@ func (t *ticker) open(l *Loop) error {
 	return nil
 }
 
+// arm sets the period; 0 stops the timer.
+func (t *ticker) arm(period time.Duration) {
+	ts := unix.NsecToTimespec(int64(period))
+	_ = unix.TimerfdSettime(t.fd, 0, &unix.ItimerSpec{Interval: ts, Value: ts}, nil)
+}
+
 func (t *ticker) is(fd int) bool { return fd == t.fd }
 
 // drain reads the expiration count so the level-triggered fd goes quiet.

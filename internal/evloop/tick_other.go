@@ -28,6 +28,7 @@ func (t *ticker) open(l *Loop) error {
 	return nil
 }
 
-func (t *ticker) is(int) bool { return false }
-func (t *ticker) drain()      {}
-func (t *ticker) close()      { close(t.stop); <-t.done }
+func (t *ticker) arm(time.Duration) {} // the goroutine ticks regardless
+func (t *ticker) is(int) bool       { return false }
+func (t *ticker) drain()            {}
+func (t *ticker) close()            { close(t.stop); <-t.done }

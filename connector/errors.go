@@ -1,7 +1,9 @@
 package connector
 
 import (
+	"context"
 	"errors"
+	"os"
 	"syscall"
 )
 
@@ -9,10 +11,14 @@ import (
 // kernel refused carries the errno as an *os.SyscallError instead, so
 // errors.Is(r.Err, syscall.ECONNREFUSED) works.
 var (
-	ErrTimeout   = errors.New("connector: connect timeout")
-	ErrQueueFull = errors.New("connector: queue full")
-	ErrClosed    = errors.New("connector: pool closed")
-	ErrCanceled  = errors.New("connector: request canceled")
+	// ErrTimeout is the connector's own connect deadline. It is also
+	// os.ErrDeadlineExceeded and context.DeadlineExceeded for errors.Is and
+	// a net.Error with Timeout() true, so code that maps timeouts generically
+	// (a SOCKS5 0x06 reply, an HTTP 504) recognises it.
+	ErrTimeout   error = timeoutError{}
+	ErrQueueFull       = errors.New("connector: queue full")
+	ErrClosed          = errors.New("connector: pool closed")
+	ErrCanceled        = errors.New("connector: request canceled")
 
 	// ErrInvalidRequest is returned by Submit for a request without
 	// addresses or handler, or one that is still being worked on.
@@ -76,4 +82,13 @@ func classifyErrno(e syscall.Errno) Class {
 		return ClassAddrNotAvail
 	}
 	return ClassOther
+}
+
+type timeoutError struct{}
+
+func (timeoutError) Error() string   { return "connector: connect timeout" }
+func (timeoutError) Timeout() bool   { return true }
+func (timeoutError) Temporary() bool { return true }
+func (timeoutError) Is(target error) bool {
+	return target == os.ErrDeadlineExceeded || target == context.DeadlineExceeded
 }

@@ -57,6 +57,16 @@ const (
 	canceledBit uint32 = 4
 )
 
+// Reset clears r for reuse by another Submit; a caller may keep a free list
+// of requests. Only after Handler.Connected has run for it (the connector
+// never touches r after that), never while it is queued or in flight.
+func (r *Request) Reset() {
+	r.Addrs, r.Tries, r.Timeout, r.Handler, r.Cookie = nil, 0, 0, nil, 0
+	r.FD, r.Addr, r.Err, r.Attempts, r.Latency = -1, netip.AddrPort{}, nil, 0, 0
+	r.w, r.start, r.prev, r.next, r.inQueue = nil, time.Time{}, nil, nil, false
+	r.state.Store(phaseIdle)
+}
+
 // Cancel tells the connector the client went away. If r is still queued it
 // completes with ErrCanceled without connecting; if a connect is in flight the
 // result is ErrCanceled and the connector closes any socket. Connected is

@@ -98,7 +98,7 @@ type ListenerConfig struct {
 
 	// edge holds the listener's edge counters. validate makes it, and
 	// AddListener keeps the validated copy, so callers never set it.
-	edge *edgeCounters
+	edge *edgeState
 }
 
 func (c *Config) withDefaults() (Config, error) {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/relayd/relayd/auth"
 	"github.com/relayd/relayd/connector"
+	"github.com/relayd/relayd/internal/testnet"
 	"github.com/relayd/relayd/policy"
 	"github.com/relayd/relayd/proxyproto"
 	"github.com/relayd/relayd/relay"
@@ -712,6 +713,30 @@ func TestConnectFailureReplies(t *testing.T) {
 	expectClosed(t, c)
 	for _, f := range []*fixture{fs, fh} {
 		waitStat(t, f.srv, "refused", closedIs(relay.ReasonRefused, 1))
+	}
+}
+
+// Review C6: a connect that times out answers SOCKS5 0x06 (TTL expired) and
+// HTTP 504, as the protocol comments promise, not 0x01 / 502.
+func TestConnectTimeoutReplies(t *testing.T) {
+	hang := testnet.HangingAddr(t)
+	fs := edgeRelay(t, relay.ModeSOCKS5, hang.Port(), nil)
+	fs.srv.SetConnectTimeout(200 * time.Millisecond)
+	c := dial(t, fs.addr)
+	_, _ = c.Write(socksReq("", hang, 0))
+	if rep := socksReply(t, c); rep != 6 {
+		t.Fatalf("REP %d, want 6 (TTL expired: connect timeout)", rep)
+	}
+	expectClosed(t, c)
+	fh := edgeRelay(t, relay.ModeHTTPConnect, hang.Port(), nil)
+	fh.srv.SetConnectTimeout(200 * time.Millisecond)
+	c = dial(t, fh.addr)
+	if st := httpConnect(t, c, hang.String(), ""); !strings.HasPrefix(st, "HTTP/1.1 504 ") {
+		t.Fatalf("status %q, want 504", st)
+	}
+	expectClosed(t, c)
+	for _, f := range []*fixture{fs, fh} {
+		waitStat(t, f.srv, "connect timeout", closedIs(relay.ReasonConnectTimeout, 1))
 	}
 }
 

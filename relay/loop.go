@@ -2,12 +2,14 @@ package relay
 
 import (
 	"errors"
+	"net/netip"
 	"time"
 
 	"github.com/panjf2000/gnet/v2/pkg/netpoll"
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"github.com/relayd/relayd/connector"
 	"github.com/relayd/relayd/internal/evloop"
 	"github.com/relayd/relayd/timeout"
 )
@@ -55,6 +57,30 @@ type loop struct {
 
 	connectedF func(any) error
 	adoptF     func(any) error
+	reqs       []*connector.Request // free connect requests (newRequest, freeRequest)
+	out        [128]byte            // handshake replies and PROXY headers are built here and written at once
+}
+
+// newRequest takes a connect request for s from the loop's free list
+// (sessions need one only while connecting). Loop goroutine only.
+func (l *loop) newRequest(s *session, addrs []netip.AddrPort, tries int) *connector.Request {
+	var r *connector.Request
+	if n := len(l.reqs); n > 0 {
+		r = l.reqs[n-1]
+		l.reqs = l.reqs[:n-1]
+	} else {
+		r = new(connector.Request)
+	}
+	r.Addrs, r.Tries, r.Handler, r.Cookie = addrs, tries, s, s.gen
+	r.Timeout = time.Duration(l.srv.connectTimeout.Load())
+	return r
+}
+
+// freeRequest returns r once the connector has called Connected for it and
+// the result has been taken. Loop goroutine only.
+func (l *loop) freeRequest(r *connector.Request) {
+	r.Reset()
+	l.reqs = append(l.reqs, r)
 }
 
 func newLoop(id int, srv *Server) (*loop, error) {

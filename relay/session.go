@@ -42,15 +42,59 @@ type endpoint struct {
 // buf holds only what the destination could not take yet; it comes from the
 // server's pool and goes back as soon as it is drained, so an idle or
 // flowing session holds no buffer of its own.
+//
+// Invariant (every state, checked by the tests through Stats.BufsHeld):
+// buf != nil if and only if pending() > 0. Reads go into the loop's scratch
+// buffer first; hold takes a pooled buffer only for bytes that arrived and
+// must wait, and every path that empties one calls release.
 type dir struct {
 	buf      *[]byte
-	off, end int
+	off, end int32  // pending bytes are (*buf)[off:end]; a buffer is at most 1 GiB (configs validates)
 	eof      bool   // src sent FIN
 	shut     bool   // dst got shutdown(SHUT_WR): this direction is over
+	paused   bool   // src is not read because dst refused bytes (counted once in pauses, once in resumes)
+	drop     bool   // dst broke (a write failed): src is read and discarded until its EOF
 	n        uint64 // bytes written to dst
 }
 
-func (d *dir) pending() int { return d.end - d.off }
+func (d *dir) pending() int { return int(d.end - d.off) }
+
+// hold gives d a pooled buffer to keep pending bytes in (it keeps the one it
+// has, emptied: with the invariant it has none when nothing is pending).
+func (s *session) hold(d *dir) {
+	if d.buf == nil {
+		d.buf = s.loop.srv.getBuf()
+		s.loop.st.bufsHeld.Add(1)
+	}
+	d.off, d.end = 0, 0
+}
+
+// release returns d's buffer to the pool, dropping whatever it held.
+func (s *session) release(d *dir) {
+	if d.buf != nil {
+		s.loop.srv.putBuf(d.buf)
+		s.loop.st.bufsHeld.Add(-1)
+	}
+	d.buf, d.off, d.end = nil, 0, 0
+}
+
+// pause and resume count a backpressure episode of d: its source stops being
+// read because the destination refused bytes, until they have drained. They
+// pair up: pauses − resumes is the number of directions paused right now
+// plus those that ended (closed) while paused.
+func (s *session) pause(d *dir) {
+	if !d.paused {
+		d.paused = true
+		s.loop.st.pauses.Add(1)
+	}
+}
+
+func (s *session) resume(d *dir) {
+	if d.paused {
+		d.paused = false
+		s.loop.st.resumes.Add(1)
+	}
+}
 
 // session is one relayed connection pair. It belongs to its loop; every
 // method runs on the loop goroutine, except Connected (connector worker).
@@ -71,13 +115,18 @@ type session struct {
 	upIdx      int        // index of the connected upstream in ups, -1 if none
 	ups        *upstreams // the upstream set upIdx counts in (least-conn)
 	connectDur time.Duration
-	attempts   int
+	attempts   int32
+	upstream   netip.AddrPort // the connected upstream, for the access log
 
 	prev, next *session // loop's session list
-	req        connector.Request
-	hs         *handshake      // edge state; nil in plain forward mode
-	lc         *ListenerConfig // edge settings, taken at start (a reload may swap the listener's); nil in plain forward mode
-	limited    bool            // holds a slot in the listener's SourceLimiter
+	// req is the connect request while one is out: from the loop's free
+	// list at Submit, back to it in connected() (the connector calls
+	// Connected exactly once and never touches it after). Not embedded: a
+	// long-lived session has no use for its ~200 bytes.
+	req     *connector.Request
+	hs      *handshake      // edge state; nil in plain forward mode
+	lc      *ListenerConfig // edge settings, taken at start (a reload may swap the listener's); nil in plain forward mode
+	limited bool            // holds a slot in the listener's SourceLimiter
 }
 
 // start registers a freshly accepted session on its loop and asks the
@@ -106,10 +155,12 @@ func (s *session) start(now time.Time) {
 func (s *session) dialForward(now time.Time) {
 	l := s.loop
 	ups := s.ln.ups.Load()
-	s.req = connector.Request{Addrs: ups.pick(), Tries: ups.tries, Timeout: time.Duration(l.srv.connectTimeout.Load()), Handler: s, Cookie: s.gen}
+	s.req = l.newRequest(s, ups.pick(), ups.tries)
 	s.state = stConnecting
-	if err := l.srv.cfg.Dialer.Submit(&s.req); err != nil {
-		s.close(ReasonRejectedQueueFull, true)
+	if err := l.srv.cfg.Dialer.Submit(s.req); err != nil {
+		l.freeRequest(s.req)
+		s.req = nil
+		s.close(submitReason(err), true)
 		return
 	}
 	s.update()
@@ -131,7 +182,9 @@ func (s *session) Connected(r *connector.Request) {
 }
 
 func (s *session) connected() {
-	r := &s.req
+	r := s.req
+	s.req = nil
+	defer s.loop.freeRequest(r)
 	if s.state != stConnecting || r.Cookie != s.gen {
 		// The client went away meanwhile; the session is already counted.
 		if r.FD >= 0 {
@@ -139,16 +192,10 @@ func (s *session) connected() {
 		}
 		return
 	}
-	s.attempts = r.Attempts
+	s.attempts = int32(r.Attempts)
 	s.connectDur = r.Latency
 	if r.Err != nil {
-		reason := ReasonConnectFailed
-		switch connector.Classify(r.Err) {
-		case connector.ClassTimeout:
-			reason = ReasonConnectTimeout
-		case connector.ClassRefused:
-			reason = ReasonRefused
-		}
+		reason := connectReason(r.Err)
 		if s.hs != nil && s.lc.Mode != "" && s.lc.Mode != ModeForward {
 			s.failReply(r.Err, reason) // the client learns why, then the session ends
 			return
@@ -158,6 +205,7 @@ func (s *session) connected() {
 	}
 	l := s.loop
 	s.u.fd = r.FD
+	s.upstream = r.Addr
 	*l.ref(s.u.fd) = fdRef{s: s, side: sideUpstream}
 	s.ups = s.ln.ups.Load()
 	if s.upIdx = s.ups.index(r.Addr); s.upIdx >= 0 {
@@ -171,12 +219,29 @@ func (s *session) connected() {
 		}
 		s.hs = nil // the handshake is over: a long-lived session does not keep its ~300 bytes
 	}
-	// Bytes the client sent before the upstream existed go first.
-	if s.up.pending() > 0 && !s.flush(&s.up, s.u.fd) {
-		return
+	s.enterRelaying()
+}
+
+// enterRelaying is the hand-over from the connect (and any handshake) into
+// relaying: the bytes the client sent before the upstream existed go first,
+// and from here on the dir invariant (a buffer only while bytes are pending)
+// is what read, flush and update rely on.
+func (s *session) enterRelaying() {
+	for _, d := range []*dir{&s.up, &s.down} {
+		if d.pending() == 0 {
+			s.release(d)
+		}
 	}
-	if s.up.eof && s.up.pending() == 0 && !s.up.shut {
-		s.shutWrite(&s.up, s.u.fd)
+	if s.up.pending() > 0 {
+		if !s.flush(&s.up, s.u.fd) {
+			return
+		}
+		if s.up.pending() > 0 {
+			s.pause(&s.up) // the upstream refused early bytes: the client waits
+		}
+	}
+	if s.up.eof && s.up.pending() == 0 && !s.up.shut && !s.shutWrite(&s.up, s.u.fd) {
+		return
 	}
 	s.update()
 }
@@ -219,19 +284,14 @@ func (s *session) read(side uint8, d *dir) bool {
 		srcFD = s.u.fd
 	}
 	if s.state == stConnecting {
-		// No upstream yet: keep what arrives, up to one buffer, then stop
-		// reading (update drops read interest when the buffer is full).
-		if d.buf == nil {
-			d.buf = l.srv.getBuf()
-			l.st.bufsHeld.Add(1)
-		}
-		b := *d.buf
-		n, err := unix.Read(srcFD, b[d.end:])
-		return s.afterRead(d, n, err, side)
+		return s.readEarly(d, srcFD)
 	}
 	dstFD := s.u.fd
 	if side == sideUpstream {
 		dstFD = s.c.fd
+	}
+	if d.drop {
+		return s.discard(d, srcFD)
 	}
 	// Relaying: read into the loop's scratch buffer and write straight on;
 	// only what the destination refuses is copied into a pooled buffer.
@@ -244,18 +304,18 @@ func (s *session) read(side uint8, d *dir) bool {
 		}
 		w, werr := unix.Write(dstFD, l.scratch[:n])
 		if werr != nil {
-			if !errors.Is(werr, unix.EAGAIN) {
-				s.fail(werr)
-				return false
+			if !errors.Is(werr, unix.EAGAIN) && !errors.Is(werr, unix.EINTR) {
+				return s.broken(d)
 			}
 			w = 0
 		}
 		s.count(d, side, w)
 		if w < n {
-			d.buf = l.srv.getBuf()
-			l.st.bufsHeld.Add(1)
-			d.off, d.end = 0, copy(*d.buf, l.scratch[w:n])
-			l.st.pauses.Add(1)
+			// Only reached with nothing pending (update reads a side
+			// only then), so by the dir invariant d holds no buffer yet.
+			s.hold(d)
+			d.end = int32(copy(*d.buf, l.scratch[w:n]))
+			s.pause(d)
 			return true
 		}
 		if n < len(l.scratch) {
@@ -265,10 +325,59 @@ func (s *session) read(side uint8, d *dir) bool {
 	return true
 }
 
+// readEarly keeps what the client sends before its upstream exists, up to
+// one buffer; update stops reading when it is full. The read goes into the
+// loop's scratch buffer and a pooled buffer is taken only for bytes that
+// arrived, so a probe that sends nothing, or only a FIN, holds none.
+func (s *session) readEarly(d *dir, fd int) bool {
+	l := s.loop
+	room := len(l.scratch)
+	if d.buf != nil {
+		room = len(*d.buf) - int(d.end)
+	}
+	if room == 0 {
+		return true // full: a zero-length read would look like EOF
+	}
+	n, err := unix.Read(fd, l.scratch[:room])
+	if n > 0 {
+		if d.buf == nil {
+			s.hold(d)
+		}
+		d.end += int32(copy((*d.buf)[d.end:], l.scratch[:n]))
+		return true
+	}
+	return s.afterRead(d, n, err, sideClient)
+}
+
+// submitReason is the close reason for a request the connector refused.
+func submitReason(err error) Reason {
+	if errors.Is(err, connector.ErrClosed) {
+		return ReasonShutdown
+	}
+	if errors.Is(err, connector.ErrQueueFull) {
+		return ReasonRejectedQueueFull
+	}
+	return ReasonConnectFailed
+}
+
+// connectReason is the close reason for a connect that failed.
+func connectReason(err error) Reason {
+	if errors.Is(err, connector.ErrClosed) || errors.Is(err, connector.ErrCanceled) {
+		return ReasonShutdown
+	}
+	switch connector.Classify(err) {
+	case connector.ClassTimeout:
+		return ReasonConnectTimeout
+	case connector.ClassRefused:
+		return ReasonRefused
+	}
+	return ReasonConnectFailed
+}
+
 func (s *session) afterRead(d *dir, n int, err error, side uint8) bool {
 	switch {
 	case n > 0:
-		d.end += n
+		d.end += int32(n)
 		return true
 	case err == nil: // EOF: forward it once what is buffered has gone
 		d.eof = true
@@ -308,21 +417,18 @@ func (s *session) flush(d *dir, fd int) bool {
 			if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
 				return true
 			}
-			s.fail(err)
-			return false
+			return s.broken(d)
 		}
 		side := sideClient // d's source
 		if d == &s.down {
 			side = sideUpstream
 		}
 		s.count(d, side, w)
-		if d.off += w; d.off < d.end {
+		if d.off += int32(w); d.off < d.end {
 			return true
 		}
-		s.loop.srv.putBuf(d.buf)
-		s.loop.st.bufsHeld.Add(-1)
-		s.loop.st.resumes.Add(1)
-		d.buf, d.off, d.end = nil, 0, 0
+		s.release(d)
+		s.resume(d)
 	}
 	if d.eof && !d.shut {
 		return s.shutWrite(d, fd)
@@ -335,11 +441,59 @@ func (s *session) flush(d *dir, fd int) bool {
 func (s *session) shutWrite(d *dir, fd int) bool {
 	d.shut = true
 	if err := unix.Shutdown(fd, unix.SHUT_WR); err != nil && !errors.Is(err, unix.ENOTCONN) {
-		s.fail(err)
-		return false
+		return s.broken(d)
 	}
-	if s.up.shut && s.down.shut {
-		s.close(ReasonEOF, false)
+	return s.checkDone()
+}
+
+// broken ends direction d after a write toward its destination failed
+// (EPIPE, ECONNRESET…: that peer stopped reading). It is not the other
+// peer's fault and says nothing about the reverse direction: the broken peer
+// may have sent a complete response and FIN before it went away. So only d
+// ends: its pending bytes are dropped and its source is read and discarded
+// until EOF, while the reverse direction runs on and delivers what arrived
+// cleanly. It reports false if the session was closed.
+func (s *session) broken(d *dir) bool {
+	s.release(d)
+	d.drop, d.shut = true, true
+	return s.checkDone()
+}
+
+// discard reads and drops what d's source sends after d's destination broke,
+// so that the final close never meets unread input: that would turn our FIN
+// into a RST and cost the other peer the tail of the reverse direction.
+func (s *session) discard(d *dir, fd int) bool {
+	l := s.loop
+	for range 4 {
+		n, err := unix.Read(fd, l.scratch)
+		switch {
+		case n > 0:
+			if n < len(l.scratch) {
+				return true
+			}
+		case err == nil:
+			d.eof = true
+			return s.checkDone()
+		case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
+			return true
+		default:
+			s.fail(err)
+			return false
+		}
+	}
+	return true
+}
+
+// checkDone ends the session once both directions are over: shut, and a
+// dropped one also drained to its source's EOF. While only one is over, the
+// fin timeout runs. It reports false if the session was closed.
+func (s *session) checkDone() bool {
+	if s.up.shut && s.down.shut && (!s.up.drop || s.up.eof) && (!s.down.drop || s.down.eof) {
+		reason := ReasonEOF
+		if s.up.drop || s.down.drop {
+			reason = ReasonReset // a peer broke off; the other one got a clean FIN
+		}
+		s.close(reason, false)
 		return false
 	}
 	if s.halfAt.IsZero() {
@@ -349,8 +503,10 @@ func (s *session) shutWrite(d *dir, fd int) bool {
 	return true
 }
 
-// fail ends the session after a socket error on either side: the peer of a
-// reset is reset too, so it learns the truth rather than a clean EOF.
+// fail ends the session after a read error on either side (the peer reset):
+// the other peer is reset too, so it learns the truth rather than a clean
+// EOF. Linger 0 discards what is still in that peer's send queue; it was
+// owed to a connection that no longer exists end to end.
 func (s *session) fail(err error) {
 	reason := ReasonError
 	if errors.Is(err, unix.ECONNRESET) || errors.Is(err, unix.EPIPE) {
@@ -372,7 +528,7 @@ func (s *session) update() {
 	var want uint8
 	if !s.up.eof {
 		if s.state == stConnecting {
-			if s.up.buf == nil || s.up.end < len(*s.up.buf) {
+			if s.up.buf == nil || int(s.up.end) < len(*s.up.buf) {
 				want |= evRead
 			}
 		} else if s.up.pending() == 0 {
@@ -424,11 +580,22 @@ func (s *session) onTimer(now time.Time) {
 	if !s.halfAt.IsZero() && fin < limit {
 		limit, reason = fin, ReasonFinTimeout
 	}
-	if !now.Before(s.lastActive.Add(limit)) {
+	if !now.Before(s.since().Add(limit)) {
 		s.close(reason, false)
 		return
 	}
 	s.rearm(now)
+}
+
+// since is when the current inactivity limit started counting: the last
+// byte either way, or, once a direction was dropped (its peer broke), the
+// moment the session went half-closed: draining a peer that keeps sending
+// into a dead direction must not keep the session alive for ever.
+func (s *session) since() time.Time {
+	if s.up.drop || s.down.drop {
+		return s.halfAt
+	}
+	return s.lastActive
 }
 
 func (s *session) rearm(now time.Time) {
@@ -437,7 +604,7 @@ func (s *session) rearm(now time.Time) {
 	if !s.halfAt.IsZero() {
 		limit = min(limit, fin)
 	}
-	next := s.lastActive.Add(limit)
+	next := s.since().Add(limit)
 	if s.state == stConnecting || next.Before(now) {
 		next = now.Add(limit)
 	}
@@ -451,8 +618,8 @@ func (s *session) close(reason Reason, rst bool) {
 		return
 	}
 	l := s.loop
-	if s.state == stConnecting {
-		s.req.Cancel() // the connector still calls Connected; connected() closes any fd
+	if s.req != nil { // a connect is out (any state: it may have been refused at admission, before one was)
+		s.req.Cancel() // the connector still calls Connected; connected() closes any fd and frees req
 	}
 	s.state = stClosed
 	l.ev.Wheel().Stop(&s.timer)
@@ -470,13 +637,8 @@ func (s *session) close(reason Reason, rst bool) {
 		}
 		l.deferClose(ep.fd)
 	}
-	for _, d := range []*dir{&s.up, &s.down} {
-		if d.buf != nil {
-			l.srv.putBuf(d.buf)
-			l.st.bufsHeld.Add(-1)
-			d.buf = nil
-		}
-	}
+	s.release(&s.up)
+	s.release(&s.down)
 	if s.upIdx >= 0 {
 		s.ups.active[s.upIdx].Add(-1) // the set it was counted in, even if a reload swapped it
 	}
@@ -493,14 +655,10 @@ func (s *session) close(reason Reason, rst bool) {
 	l.srv.release()
 	if log := l.srv.cfg.Log; log.AccessEnabled() {
 		now := l.ev.Refresh()
-		var up netip.AddrPort
-		if s.attempts > 0 { // set by connected(): the connector is done with req
-			up = s.req.Addr
-		}
 		log.Access(&logging.AccessEntry{
-			Time: now, Listener: s.ln.cfg.Name, Client: s.client, Upstream: up, Loop: l.id,
+			Time: now, Listener: s.ln.cfg.Name, Client: s.client, Upstream: s.upstream, Loop: l.id,
 			Connect: s.connectDur, Duration: now.Sub(s.began), BytesUp: s.up.n, BytesDown: s.down.n,
-			Retries: max(s.attempts-1, 0), Reason: reason.String(),
+			Retries: int(max(s.attempts-1, 0)), Reason: reason.String(),
 		})
 	}
 	s.c.fd, s.u.fd = -1, -1

@@ -17,7 +17,7 @@ const (
 	ReasonConnectTimeout                    // every upstream attempt timed out
 	ReasonRefused                           // upstream refused (last attempt)
 	ReasonConnectFailed                     // unreachable, no local address, other connect errors
-	ReasonReset                             // a peer reset its connection (the other one is reset too)
+	ReasonReset                             // a peer reset its connection (the other one is reset too), or broke off a direction (the other gets a clean FIN after what was owed)
 	ReasonError                             // another socket error on an established session
 	ReasonShutdown                          // closed by Close or at the end of the drain
 	ReasonRejectedQueueFull                 // connector queue full: client rejected at once
@@ -120,8 +120,8 @@ type Stats struct {
 	AcceptBackoff uint64            // accept back-off episodes
 	BytesUp       uint64            // client -> upstream
 	BytesDown     uint64            // upstream -> client
-	Pauses        uint64            // backpressure: reads stopped
-	Resumes       uint64            // backpressure: reads resumed
+	Pauses        uint64            // backpressure episodes begun: a direction stopped reading because its destination refused bytes
+	Resumes       uint64            // episodes ended by draining; Pauses − Resumes = paused now + closed while paused
 	BufsHeld      int64             // relay buffers held right now (each Config.BufferSize bytes)
 	Loops         []LoopStats
 	Listeners     map[string]ListenerStats

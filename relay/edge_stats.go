@@ -1,0 +1,103 @@
+package relay
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/relayd/relayd/httpconnect"
+	"github.com/relayd/relayd/policy"
+)
+
+// edgeState is what validate derives from a ListenerConfig's edge settings.
+// It belongs to one ListenerConfig (a reload makes a new one); the counters
+// it points to belong to the listener and carry over reloads.
+type edgeState struct {
+	active  bool // any edge setting: sessions take the edge path
+	httpCfg httpconnect.Config
+	*edgeCounts
+}
+
+// edgeCounts are a listener's refusal counters. They are on the rare path
+// (a refusal), so a mutex-guarded map is fine; accepted sessions touch none.
+type edgeCounts struct {
+	mu       sync.Mutex // guards denied, rejected
+	denied   map[string]uint64
+	rejected map[string]uint64
+
+	lastSweep atomic.Int64 // unix nanos of the last SourceLimiter.Sweep
+}
+
+// prepareEdge fills the derived edge settings; validate calls it. A buffer
+// (relay.Config.BufferSize) smaller than the HTTP head bound makes a longer
+// head fail as too large when the buffer is full. Counters already attached
+// (Update carries the listener's over) are kept.
+func (lc *ListenerConfig) prepareEdge() {
+	if lc.edge == nil {
+		lc.edge = &edgeState{}
+	}
+	e := lc.edge
+	if e.edgeCounts == nil {
+		e.edgeCounts = &edgeCounts{denied: map[string]uint64{}, rejected: map[string]uint64{}}
+	}
+	e.active = (lc.Mode != "" && lc.Mode != ModeForward) || lc.ProxyAccept != 0 || lc.ProxySend != 0 ||
+		lc.ACL != nil || lc.Limiter != nil
+	e.httpCfg = httpconnect.Config{Verify: lc.Verify, MaxHead: httpconnect.DefaultMaxHead}
+}
+
+func (e *edgeCounts) countDenied(rule string) {
+	e.mu.Lock()
+	e.denied[rule]++
+	e.mu.Unlock()
+}
+
+func (e *edgeCounts) countRejected(rule string) {
+	e.mu.Lock()
+	e.rejected[rule]++
+	e.mu.Unlock()
+}
+
+// maybeSweep lets one session every sweepEvery drop the limiter's idle
+// sources, so its table does not fill with sources long gone.
+func (e *edgeCounts) maybeSweep(lim *policy.SourceLimiter, now time.Time) {
+	last := e.lastSweep.Load()
+	if now.UnixNano()-last < int64(sweepEvery) || !e.lastSweep.CompareAndSwap(last, now.UnixNano()) {
+		return
+	}
+	lim.Sweep(now)
+}
+
+// EdgeStats is one listener's refusal counters by rule.
+type EdgeStats struct {
+	PolicyDenied   map[string]uint64 // destination refusals by policy rule ("loopback", "self", "allow:..." ...)
+	SourceRejected map[string]uint64 // ACL and per-source limit refusals by rule ("acl-deny", "source-rate" ...)
+}
+
+// EdgeStats returns each listener's edge counters (by listener name). The
+// close reasons (rejected_acl, policy_denied, auth_failed ...) are in Stats.
+func (s *Server) EdgeStats() map[string]EdgeStats {
+	s.mu.Lock()
+	lns := append(s.retired[:len(s.retired):len(s.retired)], s.listeners...)
+	s.mu.Unlock()
+	out := make(map[string]EdgeStats, len(lns))
+	for _, ln := range lns {
+		e := ln.config().edge
+		if e == nil {
+			continue
+		}
+		es, ok := out[ln.cfg.Name]
+		if !ok {
+			es = EdgeStats{PolicyDenied: map[string]uint64{}, SourceRejected: map[string]uint64{}}
+		}
+		e.mu.Lock()
+		for k, v := range e.denied {
+			es.PolicyDenied[k] += v
+		}
+		for k, v := range e.rejected {
+			es.SourceRejected[k] += v
+		}
+		e.mu.Unlock()
+		out[ln.cfg.Name] = es
+	}
+	return out
+}

@@ -223,25 +223,57 @@ func median(ds []time.Duration) time.Duration {
 	return s[len(s)/2]
 }
 
-// roundTrip writes one byte through fd and reads the echo.
+// roundTrip writes one byte through fd and reads the echo, waiting at most
+// 10 s. The fd stays non-blocking and every wait is poll(2) with EINTR
+// retried. The earlier version switched the fd to blocking with SO_RCVTIMEO,
+// and a blocking socket call with a timeout is never restarted after a
+// signal handler (signal(7)): the Go runtime's preemption signal, which a
+// loaded machine sends far more often, turned into "interrupted system call".
 func roundTrip(fd int, b byte) error {
-	if err := unix.SetNonblock(fd, false); err != nil {
-		return err
+	deadline := time.Now().Add(10 * time.Second)
+	wait := func(ev int16) error {
+		for {
+			ms := int(time.Until(deadline) / time.Millisecond)
+			if ms <= 0 {
+				return fmt.Errorf("no echo within 10 s (poll for %#x)", ev)
+			}
+			pfd := []unix.PollFd{{Fd: int32(fd), Events: ev}}
+			if _, err := unix.Poll(pfd, ms); err != nil && err != unix.EINTR {
+				return err
+			}
+			if pfd[0].Revents != 0 {
+				return nil
+			}
+		}
 	}
-	tv := unix.Timeval{Sec: 10}
-	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-		return err
-	}
-	if _, err := unix.Write(fd, []byte{b}); err != nil {
-		return err
+	for {
+		_, err := unix.Write(fd, []byte{b})
+		if err == nil {
+			break
+		}
+		if err != unix.EINTR && err != unix.EAGAIN {
+			return err
+		}
+		if err := wait(unix.POLLOUT); err != nil {
+			return err
+		}
 	}
 	var got [1]byte
-	n, err := unix.Read(fd, got[:])
-	if err != nil {
-		return err
+	for {
+		n, err := unix.Read(fd, got[:])
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			if err := wait(unix.POLLIN); err != nil {
+				return err
+			}
+			continue
+		case err != nil:
+			return err
+		case n != 1 || got[0] != b:
+			return errors.New("echo mismatch")
+		}
+		return nil
 	}
-	if n != 1 || got[0] != b {
-		return errors.New("echo mismatch")
-	}
-	return nil
 }

@@ -764,6 +764,7 @@ func TestSOCKS5SingleAcceptor(t *testing.T) {
 	errs := make(chan error, 12)
 	for i := range 12 {
 		wg.Add(1)
+		upPort := port(t, up.Addr()) // on the test goroutine: port may call t.Fatal
 		go func() {
 			defer wg.Done()
 			c, err := net.DialTimeout("tcp", f.addr, 5*time.Second)
@@ -773,7 +774,7 @@ func TestSOCKS5SingleAcceptor(t *testing.T) {
 			}
 			defer c.Close()
 			msg := "session " + strconv.Itoa(i)
-			req := append(socksReq("echo.test", netip.AddrPort{}, port(t, up.Addr())), msg...)
+			req := append(socksReq("echo.test", netip.AddrPort{}, upPort), msg...)
 			if _, err := c.Write(req); err != nil {
 				errs <- err
 				return

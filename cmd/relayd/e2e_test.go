@@ -295,16 +295,23 @@ func TestEMFILEBackoff(t *testing.T) {
 			cl.Close()
 		}
 	}()
+	reset := 0
 	for range 150 {
 		cl, err := net.DialTimeout("tcp", c.addr, 2*time.Second)
+		if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+			// Accepted and reset before the dial returned: the first
+			// burst, clients relayd took but had no upstream fd for.
+			reset++
+			continue
+		}
 		if err != nil {
 			t.Logf("dial %d: %v", len(clients), err)
 			break // the backlog is full: also saturation
 		}
 		clients = append(clients, cl)
 	}
-	if len(clients) < 64 {
-		t.Fatalf("only %d clients connected; cannot saturate", len(clients))
+	if len(clients)+reset < 64 {
+		t.Fatalf("only %d clients connected (%d reset); cannot saturate", len(clients), reset)
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(c.stderr.String(), "accept failing, backing off") {
@@ -313,18 +320,22 @@ func TestEMFILEBackoff(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	// Let the first burst (clients accepted, refused an upstream socket,
-	// reset) settle; then the steady saturated state is measured.
-	time.Sleep(time.Second)
-	cpu0, t0 := cpuTime(t, pid), time.Now()
-	time.Sleep(3 * time.Second)
-	cpu := cpuTime(t, pid) - cpu0
-	wall := time.Since(t0)
-	if frac := float64(cpu) / float64(wall); frac > 0.10 {
-		t.Fatalf("relayd used %.0f%% of a core while saturated (spinning?)", frac*100)
-	}
-	if !strings.Contains(c.stderr.String(), "accept failing, backing off") {
-		t.Fatalf("no back-off logged:\n%s", c.stderr.String())
+	// The saturated steady state: three windows of 500 ms in a row, each
+	// under 10% of a core. The first burst (clients accepted, refused an
+	// upstream socket, reset) may take a window or two to settle; a relayd
+	// that spins never gets there. Bounded: 12 windows.
+	calm := 0
+	for w := 0; calm < 3; w++ {
+		if w == 12 {
+			t.Fatalf("relayd kept using more than 10%% of a core while saturated (spinning?)")
+		}
+		cpu0, t0 := cpuTime(t, pid), time.Now()
+		time.Sleep(500 * time.Millisecond) // a measurement window, not a wait for a state
+		if frac := float64(cpuTime(t, pid)-cpu0) / float64(time.Since(t0)); frac > 0.10 {
+			calm = 0
+			continue
+		}
+		calm++
 	}
 	for _, cl := range clients {
 		cl.Close()

@@ -12,13 +12,27 @@ import (
 	"github.com/relayd/relayd/timeout"
 )
 
-func timerArmed(t *testing.T, l *Loop) bool {
-	t.Helper()
+// timerArmed reports whether the loop's timerfd is armed. It runs on the
+// loop goroutine, so it returns its error instead of calling t.Fatal.
+func timerArmed(l *Loop) (bool, error) {
 	var cur unix.ItimerSpec
 	if err := unix.TimerfdGettime(l.ticker.fd, &cur); err != nil {
-		t.Fatal(err)
+		return false, err
 	}
-	return cur.Interval.Nano() != 0 || cur.Value.Nano() != 0
+	return cur.Interval.Nano() != 0 || cur.Value.Nano() != 0, nil
+}
+
+type armed struct {
+	on  bool
+	err error
+}
+
+func mustArmed(t *testing.T, a armed) bool {
+	t.Helper()
+	if a.err != nil {
+		t.Fatal(a.err)
+	}
+	return a.on
 }
 
 // The tick runs only while the wheel holds a timer: an idle loop makes no
@@ -28,26 +42,30 @@ func TestTickOnlyWhileArmed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if timerArmed(t, l) {
-		t.Fatal("tick armed with an empty wheel")
+	if on, err := timerArmed(l); err != nil || on {
+		t.Fatalf("tick armed with an empty wheel (%v)", err)
 	}
-	fired := make(chan bool, 1)
+	fired := make(chan armed, 1)
 	var tm timeout.Timer
 	tm.Init(func(time.Time) {})
 	_ = l.Post(func(any) {
 		l.Wheel().Schedule(&tm, 20*time.Millisecond, l.Refresh())
-		fired <- timerArmed(t, l)
+		on, err := timerArmed(l)
+		fired <- armed{on, err}
 	}, nil)
 	done := make(chan error, 1)
 	go func() { done <- l.Run() }()
-	if !<-fired {
+	if !mustArmed(t, <-fired) {
 		t.Fatal("scheduling a timer did not arm the tick")
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		armed := make(chan bool, 1)
-		_ = l.Post(func(any) { armed <- timerArmed(t, l) || l.Wheel().Len() > 0 }, nil)
-		if !<-armed {
+		state := make(chan armed, 1)
+		_ = l.Post(func(any) {
+			on, err := timerArmed(l)
+			state <- armed{on || l.Wheel().Len() > 0, err}
+		}, nil)
+		if !mustArmed(t, <-state) {
 			break
 		}
 		if time.Now().After(deadline) {

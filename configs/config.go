@@ -212,6 +212,12 @@ type Log struct {
 	RingSize int `mapstructure:"ring_size"`
 	// Access logs one line per finished session. Default true.
 	Access bool `mapstructure:"access"`
+	// MaxSizeMB rotates a file output at this size. Default 100.
+	MaxSizeMB int `mapstructure:"max_size_mb"`
+	// MaxBackups is how many rotated files are kept; 0 keeps all. Default 5.
+	MaxBackups int `mapstructure:"max_backups"`
+	// MaxAgeDays removes rotated files older than this; 0 = no age limit.
+	MaxAgeDays int `mapstructure:"max_age_days"`
 }
 
 // Admin configures the admin HTTP endpoint (metrics, health, pprof).
@@ -276,8 +282,10 @@ func Default() Config {
 			Level:    "info",
 			Format:   "json",
 			Output:   "stderr",
-			RingSize: 8192,
-			Access:   true,
+			RingSize:   8192,
+			Access:     true,
+			MaxSizeMB:  100,
+			MaxBackups: 5,
 		},
 		Admin: Admin{Listen: "127.0.0.1:9090"},
 	}

@@ -151,6 +151,9 @@ func (c *Config) validate() []*FieldError {
 		v.add("log.output", c.Log.Output, "must be stderr, stdout or a file path")
 	}
 	v.intRange("log.ring_size", c.Log.RingSize, minRingSize, maxRingSize)
+	v.intRange("log.max_size_mb", c.Log.MaxSizeMB, 1, 1<<20)
+	v.intRange("log.max_backups", c.Log.MaxBackups, 0, 10000)
+	v.intRange("log.max_age_days", c.Log.MaxAgeDays, 0, 36500)
 
 	if c.Admin.Listen != "" {
 		ap, err := parseListen(c.Admin.Listen)

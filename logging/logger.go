@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -74,6 +77,13 @@ func New(cfg Config) (*Logger, error) {
 		return newLogger(c, os.Stderr, nil, true), nil
 	case "stdout":
 		return newLogger(c, os.Stdout, nil, true), nil
+	}
+	if fi, err := os.Stat(c.Output); err == nil && !fi.Mode().IsRegular() {
+		w, err := openSpecial(c.Output, fi.Mode())
+		if err != nil {
+			return nil, fmt.Errorf("%w: log.output: %w", ErrConfig, err)
+		}
+		return newLogger(c, zapcore.AddSync(w), w.Close, false), nil
 	}
 	lj := &lumberjack.Logger{
 		Filename:   c.Output,
@@ -369,4 +379,27 @@ type ringWriter struct{ l *Logger }
 func (w ringWriter) Write(p []byte) (int, error) {
 	w.l.enqueueLine(p)
 	return len(p), nil
+}
+
+// openSpecial opens an output that is not a regular file — a character or
+// block device (/dev/null, a tty, /dev/console), a FIFO, a Unix socket — to
+// be written as it is. Rotating it would rename the node and create a
+// regular file in its place: run as root with log.output /dev/null, that
+// replaces the system's /dev/null. A FIFO is opened non-blocking, so a FIFO
+// without a reader is an error at start rather than a hang; writes then wait
+// in the writer goroutine, never in a loop.
+func openSpecial(path string, mode os.FileMode) (io.WriteCloser, error) {
+	switch {
+	case mode&os.ModeSocket != 0:
+		c, err := net.Dial("unixgram", path)
+		if err != nil {
+			c, err = net.Dial("unix", path)
+		}
+		return c, err
+	case mode&os.ModeNamedPipe != 0:
+		return os.OpenFile(path, os.O_WRONLY|syscall.O_NONBLOCK, 0)
+	case mode&os.ModeDevice != 0:
+		return os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	}
+	return nil, fmt.Errorf("%s is a %v, not a file, device, FIFO or socket", path, mode.Type())
 }

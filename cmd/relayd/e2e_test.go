@@ -395,3 +395,5 @@ func TestConfigCheckRejects(t *testing.T) {
 		t.Fatalf("reference config: %v\n%s", err, out)
 	}
 }
+
+func (l *lockedBuf) Reset() { l.mu.Lock(); defer l.mu.Unlock(); l.b.Reset() }

@@ -23,7 +23,19 @@ func loggingConfig(c *configs.Config) logging.Config {
 		Output:   c.Log.Output,
 		RingSize: c.Log.RingSize,
 		Access:   c.Log.Access,
+		// The logging package reads 0 backups as its default; the config
+		// key's 0 means keep all, which is its negative.
+		MaxSizeMB:  c.Log.MaxSizeMB,
+		MaxBackups: keepAll(c.Log.MaxBackups),
+		MaxAgeDays: c.Log.MaxAgeDays,
 	}
+}
+
+func keepAll(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 func newServeCmd() *cobra.Command {

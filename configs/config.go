@@ -279,9 +279,9 @@ func Default() Config {
 			Timeout: 30 * time.Second,
 		},
 		Log: Log{
-			Level:    "info",
-			Format:   "json",
-			Output:   "stderr",
+			Level:      "info",
+			Format:     "json",
+			Output:     "stderr",
 			RingSize:   8192,
 			Access:     true,
 			MaxSizeMB:  100,

@@ -119,18 +119,23 @@ idle and the connect time for storm and bulk.`,
 	f.IntSliceVar(&cfg.PIDs, "pid", nil, "idle: report the RSS (summed) of these processes before/after and per session; repeatable or comma-separated")
 	f.StringVar(&cfg.ExpectBanner, "expect-banner", "", "read and verify this greeting first on every session")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object instead of the table")
-	f.Int64Var(&maxErrors, "max-errors", -1, "exit non-zero if more sessions than this fail (-1 = off)")
+	f.Int64Var(&maxErrors, "max-errors", 0, "exit non-zero if more sessions than this fail (0: any failure fails the run; -1 = off)")
 	f.DurationVar(&maxP99, "max-p99", 0, "exit non-zero if the mode's p99 exceeds this (0 = off)")
 	_ = cmd.MarkFlagRequired("target")
 	return cmd
 }
 
 // CheckThresholds returns an error wrapping ErrThreshold if more than
-// maxErrors sessions failed (maxErrors < 0 disables) or the mode's p99 (RTT
-// for rr and idle, connect for storm and bulk) exceeds maxP99 (0 disables).
+// maxErrors sessions failed (maxErrors < 0 disables), if a bulk run moved no
+// byte (a wrong sink pairing looks like success otherwise), or if the mode's
+// p99 (RTT for rr and idle, connect for storm and bulk) exceeds maxP99 (0
+// disables).
 func (r *Result) CheckThresholds(maxErrors int64, maxP99 time.Duration) error {
 	if maxErrors >= 0 && r.ErrorsTotal > uint64(maxErrors) {
-		return fmt.Errorf("%w: %d errors > max %d", ErrThreshold, r.ErrorsTotal, maxErrors)
+		return fmt.Errorf("%w: %d sessions failed, --max-errors allows %d", ErrThreshold, r.ErrorsTotal, maxErrors)
+	}
+	if r.Mode == ModeBulk && r.BytesSent+r.BytesReceived == 0 {
+		return fmt.Errorf("%w: the bulk run moved 0 bytes (is the target a sink of the right mode?)", ErrThreshold)
 	}
 	if maxP99 > 0 {
 		p, name := r.RTT, "rtt"

@@ -94,7 +94,9 @@ func TestLoadCommandThresholds(t *testing.T) {
 	}{
 		{"errors-breached", []string{"--target", refused, "--sessions", "3", "--max-errors", "2"}, true},
 		{"errors-within", []string{"--target", refused, "--sessions", "3", "--max-errors", "3"}, false},
-		{"errors-off", []string{"--target", refused, "--sessions", "3"}, false},
+		{"errors-default", []string{"--target", refused, "--sessions", "3"}, true}, // any failure fails the run
+		{"errors-off", []string{"--target", refused, "--sessions", "3", "--max-errors", "-1"}, false},
+		{"bulk-moved-nothing", []string{"--target", startSink(t, SinkDiscard).Addr(), "--mode", "bulk", "--direction", "down", "--duration", "300ms"}, true},
 		{"p99-breached", []string{"--target", s.Addr(), "--sessions", "20", "--max-p99", "1ns"}, true},
 		{"p99-within", []string{"--target", s.Addr(), "--sessions", "20", "--max-p99", "1h"}, false},
 	} {

@@ -171,7 +171,7 @@ fi
 load() {
 	local name=$1 mode=$2
 	shift 2
-	(ulimit -n $NOFILE && "$R" load --mode "$mode" --json "$@") >"$tmp/$name.$mode.json" 2>>"$tmp/$name.load.err"
+	(ulimit -n $NOFILE && "$R" load --mode "$mode" --json --max-errors -1 "$@") >"$tmp/$name.$mode.json" 2>>"$tmp/$name.load.err"
 }
 
 # pids_of PID: PID and its children (nginx workers).

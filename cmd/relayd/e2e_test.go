@@ -365,6 +365,18 @@ func TestEMFILEBackoff(t *testing.T) {
 	}
 }
 
+// Usage errors exit 2, as the README promises: an unknown command or flag,
+// a missing required flag, stray arguments.
+func TestUsageErrorsExit2(t *testing.T) {
+	for _, args := range [][]string{{"frobnicate"}, {"serve", "--bogus"}, {"config", "check"}, {"version", "extra"}, {"serve", "--listen"}} {
+		err := exec.Command(relaydBin, args...).Run()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+			t.Errorf("relayd %v: %v, want exit 2", args, err)
+		}
+	}
+}
+
 // Acceptance 10: config check names the key of each problem and exits 2.
 func TestConfigCheckRejects(t *testing.T) {
 	cases := []struct{ name, yaml, key string }{

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -60,7 +61,22 @@ func newRoot() *cobra.Command {
 	}
 	root.AddCommand(newServeCmd(), newConfigCmd(), newVersionCmd(), newDemoCmd(),
 		loadtest.SinkCommand(), loadtest.LoadCommand())
+	// A bad flag is a usage error (exit 2); subcommands inherit this.
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &exitError{code: 2, err: err} })
 	return root
+}
+
+// usageError reports whether err is cobra's complaint about the command line
+// rather than a failure of the command. cobra gives these no type, so they
+// are known by their fixed wording (cobra v1: args.go, command.go).
+func usageError(err error) bool {
+	msg := err.Error()
+	for _, p := range []string{"unknown command ", "required flag(s) ", "accepts ", "unknown flag: ", "unknown shorthand flag: ", "flag needs an argument: ", "invalid argument "} {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
 }
 
 func newVersionCmd() *cobra.Command {
@@ -110,7 +126,7 @@ func main() {
 	switch {
 	case errors.As(err, &ee):
 		os.Exit(ee.code)
-	case errors.Is(err, configs.ErrInvalid):
+	case errors.Is(err, configs.ErrInvalid), usageError(err):
 		os.Exit(2)
 	}
 	os.Exit(1)

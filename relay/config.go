@@ -59,9 +59,10 @@ type ListenerConfig struct {
 	Tries       int              // connect attempts in total across upstreams; 0 = len(Upstreams)
 	MaxSessions int              // 0 = unlimited
 	// FDs are inherited listening sockets to adopt instead of binding anew
-	// (zero-downtime upgrade): FDs[i] goes to loop i; loops beyond len(FDs)
-	// bind their own SO_REUSEPORT socket to the same address. The server
-	// owns them from AddListener on.
+	// (zero-downtime upgrade): every one is adopted, FDs[i] by loop i mod
+	// the accepting loops (all on loop 0 in single-acceptor mode); loops
+	// beyond len(FDs) bind their own SO_REUSEPORT socket to the same
+	// address. The server owns them from AddListener on.
 	FDs []int
 
 	// Mode is ModeForward ("" means it), ModeSOCKS5 or ModeHTTPConnect.

@@ -119,8 +119,16 @@ func (s *Server) AddListener(lc ListenerConfig) (netip.AddrPort, error) {
 	if s.cfg.Reuseport {
 		n = len(s.loops)
 	}
+	// Every inherited socket is adopted, also when there are more of them
+	// than this process has loops (an upgrade to fewer loops, or from
+	// reuseport to single): an inherited SO_REUSEPORT socket nobody accepts
+	// on stays in the group, and the kernel keeps hashing new connections
+	// onto it, where they hang. The extras go round-robin over the loops
+	// (loop 0 in single mode); a loop accepts on several sockets as well as
+	// one. Closing them instead would reset what waits in their queues.
+	total := max(n, len(lc.FDs))
 	addr := lc.Addr
-	for i := range n {
+	for i := range total {
 		var fd int
 		var bound netip.AddrPort
 		var err error
@@ -133,13 +141,16 @@ func (s *Server) AddListener(lc ListenerConfig) (netip.AddrPort, error) {
 			for _, ls := range ln.socks {
 				_ = unix.Close(ls.fd)
 			}
+			for _, fd := range lc.FDs[min(i, len(lc.FDs)):] {
+				_ = unix.Close(fd) // inherited, ours since AddListener, never adopted
+			}
 			return netip.AddrPort{}, err
 		}
 		if s.cfg.NoDelay {
 			setNoDelay(fd) // accepted sockets inherit it: no setsockopt per client
 		}
 		addr = bound // later sockets join the same port
-		ln.socks = append(ln.socks, &lsock{fd: fd, ln: ln, loop: s.loops[i]})
+		ln.socks = append(ln.socks, &lsock{fd: fd, ln: ln, loop: s.loops[i%n]})
 	}
 	ln.addr = addr
 	if s.started {

@@ -305,3 +305,51 @@ func readPID(path string) int {
 	n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	return n
 }
+
+// Review C1: an upgrade to a process that accepts on fewer sockets (fewer
+// loops, or reuseport → single) must adopt every inherited SO_REUSEPORT
+// socket: one left unaccepted stays in the kernel's group and blackholes the
+// connections hashed onto it. Under churn across the upgrade, and for a
+// while after the old process has gone, no connect fails or hangs.
+func TestUpgradeToFewerSockets(t *testing.T) {
+	for _, tc := range []struct{ name, from, to string }{
+		{"loops 2 to 1", "relay:\n  loops: 2\n", "relay:\n  loops: 1\n"},
+		{"reuseport to single", "relay:\n  loops: 2\n", "relay:\n  loops: 2\naccept:\n  mode: single\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := tagEcho(t, 'A')
+			yaml := func(relay string) string {
+				return strings.Replace(configYAML(a.Addr().String(), "log:\n  access: false\nshutdown:\n  timeout: 10s\n"), "relay:\n  loops: 2\n", relay, 1)
+			}
+			pidFile := filepath.Join(t.TempDir(), "relayd.pid")
+			c := startRelayd(t, yaml(tc.from), "", "--pid-file", pidFile)
+			oldPID := c.cmd.Process.Pid
+			waitFor(t, 10*time.Second, "pid file", func() bool { return readPID(pidFile) == oldPID })
+			ch := startChurn(c.addr, 8)
+			waitFor(t, 10*time.Second, "churn through the old process", func() bool { return ch.ok.Load() > 50 })
+			if err := os.WriteFile(c.cfgFile, []byte(yaml(tc.to)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.cmd.Process.Signal(syscall.SIGUSR2); err != nil {
+				t.Fatal(err)
+			}
+			var newPID int
+			waitFor(t, 20*time.Second, "new pid in the pid file", func() bool {
+				newPID = readPID(pidFile)
+				return newPID != 0 && newPID != oldPID
+			})
+			t.Cleanup(func() { stopPID(t, newPID) })
+			if code, _ := c.wait(t, 30*time.Second); code != 0 {
+				t.Fatalf("old relayd exit code %d", code)
+			}
+			// The successor alone accepts now: half of these would land
+			// on an orphaned socket if it had adopted only its own count.
+			okAtExit := ch.ok.Load()
+			waitFor(t, 20*time.Second, "sessions through the new process", func() bool { return ch.ok.Load() > okAtExit+400 })
+			ch.finish()
+			if n := ch.failed.Load(); n != 0 {
+				t.Fatalf("%d connections failed or hung across the upgrade (first: %v)", n, ch.firstErr)
+			}
+		})
+	}
+}

@@ -121,7 +121,7 @@ func (d *daemon) reload(next *configs.Config) (err error) {
 	}
 	d.log.Z().Info("config reloaded", fields...)
 	if len(restart) > 0 {
-		d.log.Z().Warn("config reloaded, but these keys need a restart to take effect; they keep their running values", zap.Strings("keys", restart))
+		d.log.Z().Warn("config reloaded, but these keys need a restart (or a SIGUSR2 upgrade) to take effect; they keep their running values", zap.Strings("keys", restart))
 	}
 	return nil
 }

@@ -149,6 +149,59 @@ func NewSourceLimiter(cfg LimiterConfig, now time.Time) (*SourceLimiter, error) 
 	return l, nil
 }
 
+// Config returns the limiter's configuration, defaults filled in.
+func (l *SourceLimiter) Config() LimiterConfig {
+	sh := &l.shards[0]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return l.cfg
+}
+
+// errReconfigure is returned by Reconfigure for a change it cannot make in
+// place.
+var errReconfigure = errors.New("policy: MaxSources and IPv6Prefix cannot change in place")
+
+// Reconfigure changes MaxConcurrent, Rate and Burst in place, keeping every
+// source's live session count and bucket, so a reload with new limits does
+// not hand every source a fresh allowance (sessions started before release
+// into the same table). MaxSources and IPv6Prefix (the table's shape) cannot
+// change this way: build a new limiter for that.
+//
+// Locking: every read of the mutable limits happens under one shard lock,
+// and Reconfigure writes them holding all of them.
+func (l *SourceLimiter) Reconfigure(cfg LimiterConfig) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	cur := l.Config()
+	if cfg.MaxSources == 0 {
+		cfg.MaxSources = 65536
+	}
+	if cfg.IPv6Prefix == 0 {
+		cfg.IPv6Prefix = 64
+	}
+	if cfg.MaxSources != cur.MaxSources || cfg.IPv6Prefix != cur.IPv6Prefix {
+		return errReconfigure
+	}
+	if cfg.Burst == 0 {
+		cfg.Burst = max(1, int(math.Ceil(cfg.Rate)))
+	}
+	for i := range l.shards {
+		l.shards[i].mu.Lock()
+	}
+	l.cfg.MaxConcurrent, l.cfg.Rate, l.cfg.Burst = cfg.MaxConcurrent, cfg.Rate, cfg.Burst
+	l.burst = float64(cfg.Burst)
+	for i := range l.shards {
+		sh := &l.shards[i]
+		for k, e := range sh.m {
+			e.tokens = min(e.tokens, l.burst) // a smaller bucket: no credit beyond it
+			sh.m[k] = e
+		}
+		sh.mu.Unlock()
+	}
+	return nil
+}
+
 func (l *SourceLimiter) key(ip netip.Addr) netip.Addr {
 	ip = ip.Unmap().WithZone("")
 	if ip.Is6() && l.cfg.IPv6Prefix < 128 {
@@ -215,14 +268,14 @@ func (l *SourceLimiter) Acquire(ip netip.Addr, now time.Time) (string, bool) {
 // e.g. for a failed authentication, so password guessing is rate-limited
 // together with connection attempts. It does nothing when Rate is 0.
 func (l *SourceLimiter) Penalize(ip netip.Addr, n float64, now time.Time) {
-	if l.cfg.Rate == 0 {
-		return
-	}
 	t := int64(now.Sub(l.epoch))
 	k := l.key(ip)
 	sh := l.shard(k)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
+	if l.cfg.Rate == 0 {
+		return
+	}
 	e, ok := sh.m[k]
 	if !ok {
 		return // only sources with a session in progress are penalized

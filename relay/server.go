@@ -338,6 +338,14 @@ func (s *Server) Update(lc ListenerConfig) error {
 		if lc.Addr != ln.cfg.Addr && lc.Addr != ln.addr {
 			return fmt.Errorf("relay: listener %q: address %s cannot change to %s without a restart of the listener", lc.Name, ln.cfg.Addr, lc.Addr)
 		}
+		// The per-source table carries over: the running limiter takes the
+		// new limits in place, so a reload does not give every source a
+		// fresh allowance (review C4). Only a new table shape replaces it.
+		if prev := ln.config().Limiter; prev != nil && lc.Limiter != nil && prev != lc.Limiter {
+			if err := prev.Reconfigure(lc.Limiter.Config()); err == nil {
+				lc.Limiter = prev
+			}
+		}
 		ln.ups.Store(newUpstreams(lc.Upstreams, lc.LeastConn, lc.Tries))
 		ln.maxSessions.Store(int64(lc.MaxSessions))
 		next := lc

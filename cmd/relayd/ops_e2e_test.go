@@ -353,3 +353,96 @@ func TestUpgradeToFewerSockets(t *testing.T) {
 		})
 	}
 }
+
+// Review C7b: an upgrade whose new config moves a listener and whose new
+// process then fails to start (here: its admin address is taken) leaves the
+// old process serving on the old address. Before the fix the new process
+// shut the old socket down while starting.
+func TestFailedUpgradeKeepsMovedListener(t *testing.T) {
+	a := tagEcho(t, 'A')
+	base := configYAML(a.Addr().String(), "log:\n  access: false\n")
+	c := startRelayd(t, base, "")
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	moved := strings.Replace(base, "listen: 127.0.0.1:0\n    upstreams", "listen: "+freeAddr(t)+"\n    upstreams", 1)
+	moved = strings.Replace(moved, "admin:\n  listen: \"\"", "admin:\n  listen: "+taken.Addr().String(), 1)
+	if err := os.WriteFile(c.cfgFile, []byte(moved), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.cmd.Process.Signal(syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the failed upgrade", func() bool { return strings.Contains(c.stderr.String(), "upgrade failed") })
+	for i := range 20 {
+		s, err := net.DialTimeout("tcp", c.addr, 2*time.Second)
+		if err == nil {
+			_ = s.SetDeadline(time.Now().Add(5 * time.Second))
+			_, err = io.ReadFull(s, make([]byte, 1))
+			if err == nil {
+				err = roundTrip(s, "still here")
+			}
+			s.Close()
+		}
+		if err != nil {
+			t.Fatalf("session %d on the old address after the failed upgrade: %v", i, err)
+		}
+	}
+}
+
+// Review C7a: SIGTERM while a SIGUSR2 upgrade is under way. Whichever way the
+// race goes, nothing is left half-done: either the new process was stopped
+// and the old one drained and exited 0 (no relayd left, connects refused), or
+// the new one got ready first and serves on the shared sockets.
+func TestSIGTERMDuringUpgrade(t *testing.T) {
+	a := tagEcho(t, 'A')
+	pidFile := filepath.Join(t.TempDir(), "relayd.pid")
+	c := startRelayd(t, configYAML(a.Addr().String(), "log:\n  access: false\n"), "", "--pid-file", pidFile)
+	oldPID := c.cmd.Process.Pid
+	waitFor(t, 10*time.Second, "pid file", func() bool { return readPID(pidFile) == oldPID })
+	if err := c.cmd.Process.Signal(syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := c.wait(t, 40*time.Second); code != 0 {
+		t.Fatalf("old relayd exit code %d", code)
+	}
+	newPID := readPID(pidFile)
+	if newPID != oldPID && processAlive(newPID) {
+		t.Cleanup(func() { stopPID(t, newPID) })
+		s, err := net.DialTimeout("tcp", c.addr, 2*time.Second)
+		if err == nil {
+			_ = s.SetDeadline(time.Now().Add(5 * time.Second))
+			_, err = io.ReadFull(s, make([]byte, 1))
+			if err == nil {
+				err = roundTrip(s, "served by the successor")
+			}
+			s.Close()
+		}
+		if err != nil {
+			t.Fatalf("the successor %d is running but does not serve: %v", newPID, err)
+		}
+		t.Logf("the successor got ready first and serves")
+		return
+	}
+	if s, err := net.DialTimeout("tcp", c.addr, 2*time.Second); err == nil {
+		s.Close()
+		t.Fatal("no relayd runs, yet a connect to the listener succeeded")
+	}
+	t.Logf("the upgrade was stopped; the old process drained")
+}
+
+// freeAddr is a loopback address with a port nothing listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}

@@ -90,7 +90,9 @@ func serve(cfg *configs.Config, opts configs.LoadOptions, pidFile string) error 
 		return err
 	}
 	defer upg.Stop()
-	d, err := newDaemon(cfg, log, flipper{upg})
+	flip := &flipper{upg: upg}
+	defer flip.settle(false) // a start that failed: the parent keeps its sockets
+	d, err := newDaemon(cfg, log, flip)
 	if err != nil {
 		log.Z().Error("startup failed", zap.Error(err))
 		return err
@@ -114,6 +116,7 @@ func serve(cfg *configs.Config, opts configs.LoadOptions, pidFile string) error 
 		d.close()
 		return err
 	}
+	flip.settle(true)
 	d.ready.Store(true)
 	upgradeDone := make(chan error, 1)
 	upgrading := false
@@ -138,6 +141,21 @@ func serve(cfg *configs.Config, opts configs.LoadOptions, pidFile string) error 
 				log.Z().Info("upgrade: starting the new process")
 				go func() { upgradeDone <- upg.Upgrade() }()
 			default:
+				if upgrading {
+					// A successor is starting on the shared sockets: shutting
+					// them down now (the drain does) would leave it serving
+					// dead ones. Stop it first (tableflip kills a successor
+					// that is not ready yet); if it got ready meanwhile, it
+					// owns the sockets and this process hands off.
+					upg.Stop()
+					if err := <-upgradeDone; err == nil {
+						<-upg.Exit()
+						d.ready.Store(false)
+						adm.close()
+						d.relay.HandOff()
+						return d.drain("upgrade, then " + sig.String())
+					}
+				}
 				return d.drain(sig.String())
 			}
 		case err := <-upgradeDone:

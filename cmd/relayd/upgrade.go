@@ -16,11 +16,18 @@ import (
 // accepting (closing only its copies, so connections waiting in the accept
 // queues go to the successor) and drains. Each listener has one socket per
 // relay loop (SO_REUSEPORT group), named "listener/<name>/<i>".
-type flipper struct{ upg *tableflip.Upgrader }
+type flipper struct {
+	upg *tableflip.Upgrader
+	// moved holds inherited sockets of listeners the new config moved to
+	// another address. They stop listening only once this process is ready
+	// (settle): until then the parent still serves on them, and a start
+	// that fails must leave it serving.
+	moved []int
+}
 
 func fdName(listener string, i int) string { return "listener/" + listener + "/" + strconv.Itoa(i) }
 
-func (f flipper) inherited(name string, want netip.AddrPort) []int {
+func (f *flipper) inherited(name string, want netip.AddrPort) []int {
 	var fds []int
 	for i := 0; ; i++ {
 		file, err := f.upg.Fds.File(fdName(name, i))
@@ -34,10 +41,10 @@ func (f flipper) inherited(name string, want netip.AddrPort) []int {
 		}
 		sa, err := unix.Getsockname(fd)
 		if err != nil || !sameAddr(sa, want) {
-			// The new config moved this listener: the old socket must stop
-			// listening for everyone, or it would queue clients no one serves.
-			_ = unix.Shutdown(fd, unix.SHUT_RD)
-			unix.Close(fd)
+			// The new config moved this listener: once this process is
+			// ready, the old socket must stop listening for everyone, or
+			// it would queue clients no one serves (settle).
+			f.moved = append(f.moved, fd)
 			continue
 		}
 		fds = append(fds, fd)
@@ -57,7 +64,21 @@ func sameAddr(sa unix.Sockaddr, want netip.AddrPort) bool {
 	return got.Addr() == want.Addr().Unmap() && (want.Port() == 0 || got.Port() == want.Port())
 }
 
-func (f flipper) publish(name string, fds []int) error {
+// settle ends the start-up: ready reports whether this process got ready
+// (the parent then drains). If it did, the moved listeners' sockets stop
+// listening for everyone; if not, only this process's copies are closed and
+// the parent keeps serving on them.
+func (f *flipper) settle(ready bool) {
+	for _, fd := range f.moved {
+		if ready {
+			_ = unix.Shutdown(fd, unix.SHUT_RD)
+		}
+		unix.Close(fd)
+	}
+	f.moved = nil
+}
+
+func (f *flipper) publish(name string, fds []int) error {
 	for i, fd := range fds {
 		dup, err := unix.Dup(fd) // tableflip dups again; this copy is ours to close
 		if err != nil {

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package connector is stage 1 of relayd: a small pool of event loops that
 // open upstream TCP connections without blocking and hand the connected
 // sockets to the relay loops (stage 2).
@@ -76,6 +78,6 @@
 //
 // Name resolution (Addrs are resolved addresses), balancing across
 // upstreams (the caller rotates Addrs), TLS or proxy protocols, and
-// retries beyond Tries. The socket layer is Linux-only; elsewhere New
-// returns ErrUnsupported.
+// retries beyond Tries. Linux-only (build tag linux): the socket layer uses
+// SOCK_NONBLOCK|SOCK_CLOEXEC in one call and epoll semantics for Delete.
 package connector

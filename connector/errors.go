@@ -1,3 +1,5 @@
+//go:build linux
+
 package connector
 
 import (
@@ -25,9 +27,6 @@ var (
 	ErrInvalidRequest = errors.New("connector: invalid request")
 	// ErrInvalidConfig is wrapped by Config.Validate, naming the bad field.
 	ErrInvalidConfig = errors.New("connector: invalid config")
-	// ErrUnsupported is returned by New where the connector has no socket
-	// layer (it is written for Linux).
-	ErrUnsupported = errors.New("connector: unsupported platform")
 )
 
 // Class groups connect failures by cause, for counters and for the caller's

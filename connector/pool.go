@@ -1,3 +1,5 @@
+//go:build linux
+
 package connector
 
 import (
@@ -31,9 +33,6 @@ type Pool struct {
 func New(cfg Config) (*Pool, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
-	}
-	if !supported {
-		return nil, ErrUnsupported
 	}
 	p := &Pool{cfg: cfg.withDefaults()}
 	for i := 0; i < p.cfg.Workers; i++ {

@@ -12,8 +12,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-const supported = true
-
 // sockaddrs are one worker's reusable socket addresses: unix.Connect fills
 // the raw form inside the struct, so reusing them keeps a connect free of
 // allocations (a fresh &unix.SockaddrInet4{} per call escapes to the heap).

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package relay is relayd's second stage: a fixed set of event loops that own
 // the established sessions and move bytes both ways.
 //
@@ -57,6 +59,8 @@
 // only by that loop's goroutine. Other goroutines reach a loop only through
 // its task queue (evloop.Loop.PostFunc). Server methods are safe from any
 // goroutine. Stats are atomics written by one loop each.
+//
+// Linux-only (build tag linux): accept4, epoll and Linux socket options.
 //
 // Non-goals: TLS, protocol inspection beyond the edge handshakes, splice(2)
 // zero-copy (not offered by the poller; a candidate for later), UDP.

@@ -1,3 +1,5 @@
+//go:build linux
+
 package evloop
 
 import (
@@ -32,7 +34,7 @@ type Loop struct {
 	onTick  func(now time.Time)
 	ticker  ticker
 
-	// Closing an fd is deferred to the next task round (CloseAfterRound):
+	// Closing an fd is deferred to the next task phase (CloseAfterRound):
 	// gnet's Polling has no end-of-batch hook, and an fd number freed in the
 	// middle of an event batch could be handed out again (by accept or
 	// socket) in the same batch while a stale event for the old socket is
@@ -41,8 +43,26 @@ type Loop struct {
 	closePosted bool
 	flushF      func(any) error
 
+	// Tasks posted from any goroutine wait here; gnet's task queue carries
+	// only one wake-up at a time (runTasks). Own queue, because gnet's
+	// Polling drops whatever is queued behind the task that stops it, and a
+	// dropped task can hold an fd (a connect result) or a counter (a session
+	// handed over): after Run's polling ends, closed is set and what is left
+	// still runs, and Post fails from then on.
+	mu       sync.Mutex // guards tasks, woken, closed
+	tasks    []task
+	woken    bool // a runTasks wake-up is queued in gnet and has not started
+	closed   bool // Run's polling has ended: Post refuses
+	spare    []task
+	runTaskF func(any) error
+
 	stopOnce sync.Once
 	stopped  chan struct{} // closed once Run has returned
+}
+
+type task struct {
+	fn  func(any) error
+	arg any
 }
 
 // New opens a poller and a tick source. tick is the wheel resolution (≤ 0:
@@ -67,6 +87,7 @@ func New(tick time.Duration, handler Handler, onTick func(now time.Time)) (*Loop
 		stopped: make(chan struct{}),
 	}
 	l.flushF = func(any) error { l.FlushCloses(); return nil }
+	l.runTaskF = l.runTasks
 	if err := l.ticker.open(l); err != nil {
 		_ = p.Close()
 		return nil, fmt.Errorf("evloop: tick source: %w", err)
@@ -97,28 +118,81 @@ func (l *Loop) Refresh() time.Time {
 	return l.now
 }
 
-// Post runs fn(arg) on the loop goroutine, after the events of the current
-// poll round. Safe from any goroutine, including the loop's own. fn must not
-// block; its error is ignored unless it is ErrStopLoop's.
+// Post runs fn(arg) on the loop goroutine, in the task phase of a poll round.
+// Safe from any goroutine, including the loop's own. fn must not block. A
+// task accepted by Post always runs, also when Stop comes first (the loop
+// runs what is queued before Run returns); once Run is done, Post returns
+// ErrStopped and fn does not run.
 func (l *Loop) Post(fn func(arg any), arg any) error {
-	select {
-	case <-l.stopped:
-		return ErrStopped
-	default:
-	}
-	return l.poller.Trigger(queue.HighPriority, func(a any) error { fn(a); return nil }, arg)
+	return l.PostFunc(func(a any) error { fn(a); return nil }, arg)
 }
 
 // PostFunc is Post for a task that needs no closure allocation: fn is a
-// queue.Func-shaped function value (a top-level func or a method value bound
-// once), param is passed through.
+// function value bound once (a top-level func or a method value), arg is
+// passed through. fn's error is ignored.
 func (l *Loop) PostFunc(fn func(arg any) error, arg any) error {
-	select {
-	case <-l.stopped:
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
 		return ErrStopped
-	default:
 	}
-	return l.poller.Trigger(queue.HighPriority, fn, arg)
+	l.tasks = append(l.tasks, task{fn, arg})
+	wake := !l.woken
+	l.woken = true
+	l.mu.Unlock()
+	if wake {
+		// One wake-up for any number of posts until the loop takes them:
+		// one eventfd write and one gnet queue node per batch.
+		return l.poller.Trigger(queue.HighPriority, l.runTaskF, nil)
+	}
+	return nil
+}
+
+// errStop is the stop task's result; runTasks turns it into gnet's shutdown
+// error after the whole batch has run.
+var errStop = errors.New("evloop: stop")
+
+// runTasks runs every task posted so far, on the loop goroutine.
+func (l *Loop) runTasks(any) error {
+	l.mu.Lock()
+	batch := l.tasks
+	l.tasks, l.spare = l.spare[:0], nil
+	l.woken = false
+	l.mu.Unlock()
+	stop := false
+	for i := range batch {
+		if errors.Is(batch[i].fn(batch[i].arg), errStop) {
+			stop = true
+		}
+		batch[i] = task{}
+	}
+	l.mu.Lock()
+	if l.spare == nil {
+		l.spare = batch[:0]
+	}
+	l.mu.Unlock()
+	if stop {
+		return gerrors.ErrEngineShutdown
+	}
+	return nil
+}
+
+// drainTasks runs, after polling has ended, whatever was posted and not yet
+// run, and makes Post refuse from here on.
+func (l *Loop) drainTasks() {
+	for {
+		l.mu.Lock()
+		batch := l.tasks
+		l.tasks = nil
+		l.closed = true
+		l.mu.Unlock()
+		if len(batch) == 0 {
+			return
+		}
+		for i := range batch {
+			_ = batch[i].fn(batch[i].arg)
+		}
+	}
 }
 
 // Run polls until Stop. It returns nil after Stop and the poller's error
@@ -128,6 +202,7 @@ func (l *Loop) Run() error {
 	defer l.poller.Close() //nolint:errcheck
 	defer l.ticker.close()
 	defer l.FlushCloses() // the poller is done: nothing can race any more
+	defer l.drainTasks()  // before the closes and the poller's close: tasks may register or close fds
 	err := l.poller.Polling(func(fd int, ev netpoll.IOEvent, _ netpoll.IOFlags) error {
 		if l.ticker.is(fd) {
 			l.ticker.drain()
@@ -157,7 +232,7 @@ func (l *Loop) doTick() {
 // goroutine, more than once, and before Run.
 func (l *Loop) Stop() {
 	l.stopOnce.Do(func() {
-		_ = l.poller.Trigger(queue.HighPriority, func(any) error { return gerrors.ErrEngineShutdown }, nil)
+		_ = l.PostFunc(func(any) error { return errStop }, nil)
 	})
 }
 
@@ -165,7 +240,9 @@ func (l *Loop) Stop() {
 func (l *Loop) Done() <-chan struct{} { return l.stopped }
 
 // CloseAfterRound closes fd after the events of the current poll round have
-// all been handled. The caller must already have removed fd from the poller
+// all been handled: in the task phase that follows (the close is a posted
+// task, and gnet runs tasks after the I/O events of a round once the wake-up
+// eventfd is in it, so never in the middle of the batch that freed the fd). The caller must already have removed fd from the poller
 // and from its own fd table: until the close, the kernel cannot reuse the
 // number, so no later event can reach a new socket that got it. Loop
 // goroutine only.

@@ -1,6 +1,10 @@
+//go:build linux
+
 package evloop
 
 import (
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -38,5 +42,45 @@ func TestTickPostStop(t *testing.T) {
 	}
 	if err := l.Post(func(any) {}, nil); err != ErrStopped {
 		t.Fatalf("Post after stop: %v", err)
+	}
+}
+
+// Review C8: a task that Post accepted always runs, also when Stop overtakes
+// it; after Run, Post refuses. Before the fix gnet's Polling dropped every
+// task queued behind the stop, so a connect result (an fd) or a handed-over
+// session (a counter) could vanish.
+func TestPostAcceptedAlwaysRuns(t *testing.T) {
+	l, err := New(0, func(int, netpoll.IOEvent) {}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- l.Run() }()
+	const posters, each = 4, 2000
+	var ran, refused atomic.Int64
+	var wg sync.WaitGroup
+	for g := range posters {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				if l.Post(func(any) { ran.Add(1) }, nil) != nil {
+					refused.Add(1)
+				}
+				if g == 0 && i == each/4 {
+					l.Stop()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := ran.Load() + refused.Load(); got != posters*each {
+		t.Fatalf("%d tasks ran, %d refused: %d of %d posts lost", ran.Load(), refused.Load(), posters*each-got, posters*each)
+	}
+	if l.Post(func(any) {}, nil) != ErrStopped {
+		t.Fatal("Post after Run returned did not refuse")
 	}
 }

@@ -26,7 +26,8 @@ type Pool struct {
 
 	closeOnce sync.Once
 	errMu     sync.Mutex
-	runErr    error // first error a loop ended with, reported by Close
+	runErr    error      // first error a loop ended with, reported by Close
+	dead      chan error // the first such error, for the owner (Dead)
 }
 
 // New validates cfg and starts the worker goroutines.
@@ -34,7 +35,7 @@ func New(cfg Config) (*Pool, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	p := &Pool{cfg: cfg.withDefaults()}
+	p := &Pool{cfg: cfg.withDefaults(), dead: make(chan error, 1)}
 	for i := 0; i < p.cfg.Workers; i++ {
 		w, err := newWorker(p, i)
 		if err != nil {
@@ -51,16 +52,26 @@ func New(cfg Config) (*Pool, error) {
 		go func() {
 			defer p.wg.Done()
 			if err := w.run(); err != nil {
+				err = fmt.Errorf("connector: worker %d: %w", w.id, err)
 				p.errMu.Lock()
 				if p.runErr == nil {
-					p.runErr = fmt.Errorf("connector: worker %d: %w", w.id, err)
+					p.runErr = err
 				}
 				p.errMu.Unlock()
+				select {
+				case p.dead <- err:
+				default:
+				}
 			}
 		}()
 	}
 	return p, nil
 }
+
+// Dead delivers the error of the first worker whose loop stopped on its own
+// (its poller failed): its requests are completed with ErrClosed, and the
+// owner should treat it as fatal.
+func (p *Pool) Dead() <-chan error { return p.dead }
 
 // Config returns the configuration in effect (defaults applied).
 func (p *Pool) Config() Config { return p.cfg }

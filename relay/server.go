@@ -58,6 +58,7 @@ type Server struct {
 	next           atomic.Uint64
 	wg             sync.WaitGroup
 	stopWG         sync.Once
+	dead           chan error // a loop that stopped on its own (Dead)
 }
 
 // New builds the loops; call AddListener, then Start.
@@ -66,7 +67,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: c}
+	s := &Server{cfg: c, dead: make(chan error, 1)}
 	s.maxSessions.Store(int64(c.MaxSessions))
 	s.idle.Store(int64(c.IdleTimeout))
 	s.fin.Store(int64(c.FinTimeout))
@@ -231,12 +232,22 @@ func (s *Server) Start() error {
 		go func() {
 			defer s.wg.Done()
 			if err := l.ev.Run(); err != nil {
-				l.log.Error("relay loop stopped", zap.Error(err))
+				l.log.Error("relay loop died", zap.Error(err))
+				select {
+				case s.dead <- fmt.Errorf("relay: loop %d: %w", l.id, err):
+				default:
+				}
 			}
 		}()
 	}
 	return nil
 }
+
+// Dead delivers the error of the first loop that stopped on its own (its
+// poller failed). Its sessions are orphaned and its share of the listening
+// sockets is no longer accepted on: the owner should treat it as fatal (the
+// daemon exits 1 so that its supervisor restarts it).
+func (s *Server) Dead() <-chan error { return s.dead }
 
 // admit decides whether a freshly accepted client becomes a session, and on
 // which loop. The accepting loop owns fd until it hands it over.

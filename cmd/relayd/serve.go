@@ -163,6 +163,10 @@ func serve(cfg *configs.Config, opts configs.LoadOptions, pidFile string) error 
 			if err != nil {
 				log.Z().Error("upgrade failed, still serving", zap.Error(err))
 			}
+		case err := <-d.relay.Dead():
+			return d.die(err)
+		case err := <-d.pool.Dead():
+			return d.die(err)
 		case <-upg.Exit():
 			// The successor is ready and accepts on the shared sockets,
 			// the admin one included: stop answering on it at once so that
@@ -196,5 +200,17 @@ func (d *daemon) drain(why string) error {
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}
+	return err
+}
+
+// die ends a daemon whose relay loop or connector worker stopped on its own:
+// its sessions are orphaned and part of the listening sockets is no longer
+// accepted on, so carrying on would serve some clients and blackhole
+// others. Exit 1, so that the supervisor (systemd Restart=, Kubernetes)
+// starts a fresh process; readiness turns false at once.
+func (d *daemon) die(err error) error {
+	d.ready.Store(false)
+	d.log.Z().Error("a relay loop or connector worker died; exiting so that the supervisor restarts relayd", zap.Error(err))
+	d.close()
 	return err
 }

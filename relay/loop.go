@@ -167,7 +167,10 @@ func (l *loop) setInterest(fd int, cur *uint8, want uint8) error {
 
 // ---- accepting ----
 
-const acceptBatch = 64
+const (
+	acceptBatch    = 64
+	maxDrainRounds = 1024 // × acceptBatch: above any backlog relayd sets (accept.backlog ≤ 65535)
+)
 
 func (l *loop) addListener(ls *lsock) error {
 	ls.loop = l
@@ -177,25 +180,45 @@ func (l *loop) addListener(ls *lsock) error {
 	return l.ev.Poller().AddRead(&netpoll.PollAttachment{FD: ls.fd}, false)
 }
 
-func (l *loop) accept(ls *lsock) {
+// accept takes up to acceptBatch connections from ls and returns how many.
+func (l *loop) accept(ls *lsock) int {
 	if ls.closed || ls.paused {
-		return
+		return 0
 	}
+	n := 0
 	for range acceptBatch {
 		nfd, sa, err := unix.Accept4(ls.fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
 		if err != nil {
 			switch {
 			case errors.Is(err, unix.EAGAIN):
-				return
-			case errors.Is(err, unix.EINTR), errors.Is(err, unix.ECONNABORTED):
+				return n
+			case retryAccept(err):
 				continue
 			}
 			l.startBackoff(ls, err)
-			return
+			return n
 		}
+		n++
 		l.st.accepted.Add(1)
 		l.srv.admit(l, ls.ln, nfd, addrPort(sa))
 	}
+	return n
+}
+
+// retryAccept reports the accept errors to retry at once. Besides EINTR and
+// ECONNABORTED (the client gave up while queued), Linux passes pending
+// network errors of the new connection up through accept, and accept(2)
+// says to treat them like EAGAIN by retrying: they say nothing about the
+// listener, so they must not pause it (review C11).
+func retryAccept(err error) bool {
+	switch {
+	case errors.Is(err, unix.EINTR), errors.Is(err, unix.ECONNABORTED),
+		errors.Is(err, unix.EPROTO), errors.Is(err, unix.ENOPROTOOPT), errors.Is(err, unix.ENETDOWN),
+		errors.Is(err, unix.EHOSTDOWN), errors.Is(err, unix.ENONET), errors.Is(err, unix.EHOSTUNREACH),
+		errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.ENETUNREACH):
+		return true
+	}
+	return false
 }
 
 // startBackoff stops polling a listener whose accept failed for lack of
@@ -262,9 +285,22 @@ func (l *loop) closeListenerOf(ln *listener, stop bool) {
 // listening for every holder of a copy (shutdown on a listening socket),
 // so new connects are refused at once rather than left in a backlog that a
 // held-open duplicate (the upgrade machinery keeps one) would never drain.
+//
+// Before a stop, what already waits in the accept queue is accepted (and
+// drains as a session): on Linux, shutdown on a listening socket resets
+// every completed connection still queued, clients that had finished their
+// handshake. Bounded by the backlog: acceptBatch per round, at most
+// maxDrainRounds rounds.
 func (l *loop) closeLsock(ls *lsock, stop bool) {
 	if ls.closed {
 		return
+	}
+	if stop {
+		for range maxDrainRounds {
+			if l.accept(ls) == 0 || ls.paused {
+				break
+			}
+		}
 	}
 	ls.closed = true
 	if stop {

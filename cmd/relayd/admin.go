@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/cloudflare/tableflip"
@@ -41,7 +42,7 @@ func startAdmin(cfg *configs.Config, d *daemon, upg *tableflip.Upgrader) (adminS
 	}
 	ln, err := upg.Listen("tcp", cfg.Admin.Listen)
 	if err != nil {
-		return adminServer{}, err
+		return adminServer{}, fmt.Errorf("admin.listen %s: %w", cfg.Admin.Listen, err)
 	}
 	if err := srv.StartListener(ln); err != nil {
 		return adminServer{}, err

@@ -365,6 +365,33 @@ func TestEMFILEBackoff(t *testing.T) {
 	}
 }
 
+// A taken admin port fails the start before "relayd ready" is logged, with
+// an error that names admin.listen, and exit 1 (a runtime error: the port may
+// be free again when the supervisor retries).
+func TestAdminPortTaken(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	cfg := filepath.Join(t.TempDir(), "relayd.yaml")
+	yaml := strings.Replace(configYAML("127.0.0.1:9", ""), "admin:\n  listen: \"\"", "admin:\n  listen: "+taken.Addr().String(), 1)
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(relaydBin, "serve", "--config", cfg)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err = cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("exit: %v, want 1\n%s", err, stderr.String())
+	}
+	if out := stderr.String(); !strings.Contains(out, "admin.listen") || strings.Contains(out, "relayd ready") {
+		t.Fatalf("want an error naming admin.listen and no ready line:\n%s", out)
+	}
+}
+
 // Usage errors exit 2, as the README promises: an unknown command or flag,
 // a missing required flag, stray arguments.
 func TestUsageErrorsExit2(t *testing.T) {

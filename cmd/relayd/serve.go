@@ -100,17 +100,19 @@ func serve(cfg *configs.Config, opts configs.LoadOptions, pidFile string) error 
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR2)
 	defer signal.Stop(sigs)
-	if err := d.start(); err != nil {
-		log.Z().Error("startup failed", zap.Error(err))
-		return err
-	}
+	// Everything is bound before "relayd ready" is logged: a taken admin
+	// port fails the start, naming the key, instead of a ready line first.
 	adm, err := startAdmin(cfg, d, upg)
 	if err != nil {
 		log.Z().Error("startup failed", zap.Error(err))
 		d.close()
-		return &exitError{code: 2, err: err}
+		return err
 	}
 	defer adm.stop()
+	if err := d.start(); err != nil {
+		log.Z().Error("startup failed", zap.Error(err))
+		return err
+	}
 	if err := upg.Ready(); err != nil { // writes the pid file, releases a waiting parent
 		log.Z().Error("ready", zap.Error(err))
 		d.close()

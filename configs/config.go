@@ -187,9 +187,41 @@ type Accept struct {
 
 // Limits are global caps.
 type Limits struct {
-	// MaxSessions caps concurrent sessions over all listeners; 0 = unlimited.
-	// Default 100000.
+	// MaxSessions caps concurrent sessions over all listeners; clients over
+	// it are closed at once (rejected_limit). 0 (the default) derives it from
+	// the open-file limit: see SessionCap. -1 = no cap.
 	MaxSessions int `mapstructure:"max_sessions"`
+}
+
+// FDReserve is how many file descriptors relayd needs besides its sessions:
+// stdio, log and admin files and connections, each loop's and connector
+// worker's epoll, eventfd and timerfd, and the listening sockets (one per
+// loop and listener with reuseport), with room to spare.
+func (c *Config) FDReserve() int {
+	socks := len(c.Listeners)
+	if c.Accept.Mode != AcceptSingle {
+		socks *= c.Relay.LoopCount()
+	}
+	return 64 + 3*(c.Relay.LoopCount()+c.Connector.Workers) + socks
+}
+
+// SessionCap is the global session cap in effect for a process that may open
+// nofile files, and how many sessions those files can hold (two fds each,
+// after FDReserve), as HAProxy derives maxconn from the ulimit. With
+// limits.max_sessions 0 the cap is that capacity (at least 1); an explicit
+// cap is kept as it is, -1 meaning none (0 returned).
+func (c *Config) SessionCap(nofile uint64) (limit, capacity int) {
+	capacity = 1
+	if free := int64(min(nofile, 1<<31)) - int64(c.FDReserve()); free > 2 {
+		capacity = int(free / 2)
+	}
+	switch n := c.Limits.MaxSessions; {
+	case n > 0:
+		return n, capacity
+	case n < 0:
+		return 0, capacity
+	}
+	return capacity, capacity
 }
 
 // Shutdown configures SIGTERM/SIGINT handling.
@@ -273,7 +305,7 @@ func Default() Config {
 			NoDelay:     true,
 		},
 		Accept:   Accept{Mode: AcceptReusePort, Backlog: 4096},
-		Limits:   Limits{MaxSessions: 100000},
+		Limits:   Limits{MaxSessions: 0},
 		Resolver: Resolver{Workers: 4, Queue: 1024, Timeout: 5 * time.Second},
 		Shutdown: Shutdown{
 			Timeout: 30 * time.Second,

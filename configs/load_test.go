@@ -53,6 +53,33 @@ func keysOf(errs []*FieldError) []string {
 	return keys
 }
 
+// limits.max_sessions 0 derives the cap from the open-file limit after the
+// reserve; an explicit cap stays; -1 is no cap.
+func TestSessionCap(t *testing.T) {
+	c := Default()
+	c.Listeners = []Listener{NewListener("a", "127.0.0.1:7000", "127.0.0.1:7001")}
+	c.Relay.Loops = 2
+	reserve := c.FDReserve() // 64 + 3×(2 loops + 2 workers) + 2 sockets
+	if reserve != 78 {
+		t.Fatalf("reserve %d, want 78", reserve)
+	}
+	for _, tc := range []struct {
+		max                 int
+		nofile              uint64
+		wantLimit, wantCapa int
+	}{
+		{0, 20000, (20000 - 78) / 2, (20000 - 78) / 2},
+		{0, 64, 1, 1}, // nothing left after the reserve: one session, not none
+		{100000, 20000, 100000, (20000 - 78) / 2},
+		{-1, 20000, 0, (20000 - 78) / 2},
+	} {
+		c.Limits.MaxSessions = tc.max
+		if l, capa := c.SessionCap(tc.nofile); l != tc.wantLimit || capa != tc.wantCapa {
+			t.Errorf("max_sessions %d, nofile %d: cap %d capacity %d, want %d %d", tc.max, tc.nofile, l, capa, tc.wantLimit, tc.wantCapa)
+		}
+	}
+}
+
 func TestLoadRejects(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -142,7 +169,7 @@ func TestLoadRejects(t *testing.T) {
 		{name: "zero workers", yaml: minimal + "connector:\n  workers: 0\n", wantKey: "connector.workers"},
 		{name: "zero queue", yaml: minimal + "connector:\n  queue: 0\n", wantKey: "connector.queue"},
 		{name: "bad accept mode", yaml: minimal + "accept:\n  mode: many\n", wantKey: "accept.mode"},
-		{name: "negative global max_sessions", yaml: minimal + "limits:\n  max_sessions: -1\n", wantKey: "limits.max_sessions"},
+		{name: "global max_sessions below -1", yaml: minimal + "limits:\n  max_sessions: -2\n", wantKey: "limits.max_sessions"},
 		{name: "negative shutdown timeout", yaml: minimal + "shutdown:\n  timeout: -1s\n", wantKey: "shutdown.timeout"},
 		{name: "bad log level", yaml: minimal + "log:\n  level: loud\n", wantKey: "log.level"},
 		{name: "tiny ring", yaml: minimal + "log:\n  ring_size: 1\n", wantKey: "log.ring_size"},

@@ -136,8 +136,8 @@ func (c *Config) validate() []*FieldError {
 	v.oneOf("accept.mode", c.Accept.Mode, AcceptReusePort, AcceptSingle)
 	v.intRange("accept.backlog", c.Accept.Backlog, 1, maxBacklog)
 
-	if c.Limits.MaxSessions < 0 {
-		v.add("limits.max_sessions", c.Limits.MaxSessions, "must be 0 (unlimited) or more")
+	if c.Limits.MaxSessions < -1 {
+		v.add("limits.max_sessions", c.Limits.MaxSessions, "must be 0 (from the open-file limit), -1 (no cap) or a positive cap")
 	}
 	v.durRange("shutdown.timeout", c.Shutdown.Timeout, 0, maxTimeout)
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -145,4 +146,52 @@ func TestMetricsMatchLoadAndReadyz(t *testing.T) {
 		t.Fatalf("exit code %d", code)
 	}
 	t.Logf("load: %d sessions, %d B up, %d B down; /metrics agreed", res.Sessions, res.BytesSent, res.BytesReceived)
+}
+
+// fd exhaustion: under an open-file limit of 256, relayd derives its session
+// cap from the limit and refuses clients over it at once (rejected_limit),
+// rather than accepting them and failing their upstream connect for want of
+// an fd. 600 clients hold a session each; every one is either served (its
+// echo comes back) or refused, none closed as connect_failed, and the served
+// count is the derived cap exactly.
+func TestFDLimitDerivesSessionCap(t *testing.T) {
+	up := echoServer(t)
+	c := startRelayd(t, adminYAML(up.Addr().String()), "ulimit -n 256;")
+	adm := adminAddr(t, c)
+	var capLogged float64
+	for _, line := range strings.Split(c.stderr.String(), "\n") {
+		if strings.Contains(line, "relayd ready") {
+			var m map[string]any
+			if json.Unmarshal([]byte(line), &m) == nil {
+				capLogged, _ = m["max_sessions"].(float64)
+			}
+		}
+	}
+	if capLogged <= 0 || capLogged > 128 {
+		t.Fatalf("relayd ready logged max_sessions %v for an open-file limit of 256", capLogged)
+	}
+	const clients = 600
+	var served, refused int
+	for range clients {
+		s, err := net.DialTimeout("tcp", c.addr, 5*time.Second)
+		if err != nil {
+			refused++ // reset before the dial returned: refused at once
+			continue
+		}
+		defer s.Close()
+		if err := roundTrip(s, "x"); err != nil {
+			refused++
+			continue
+		}
+		served++
+	}
+	if served != int(capLogged) || served+refused != clients {
+		t.Fatalf("%d served, %d refused of %d; the cap is %v", served, refused, clients, capLogged)
+	}
+	if n := scrape(t, adm, `relayd_sessions_closed_total{reason="connect_failed"}`); n != 0 {
+		t.Fatalf("%v sessions closed as connect_failed: accepted without an fd for the upstream", n)
+	}
+	if n := scrape(t, adm, `relayd_sessions_closed_total{reason="rejected_limit"}`); int(n) != refused {
+		t.Fatalf("rejected_limit %v, refused %d", n, refused)
+	}
 }

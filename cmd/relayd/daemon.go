@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 
 	"github.com/relayd/relayd/configs"
 	"github.com/relayd/relayd/connector"
@@ -44,8 +45,35 @@ func relayConfig(c *configs.Config) relay.Config {
 		NoDelay:     c.Relay.NoDelay,
 		Reuseport:   c.Accept.Mode != configs.AcceptSingle,
 		Backlog:     c.Accept.Backlog,
-		MaxSessions: c.Limits.MaxSessions,
+		MaxSessions: sessionCap(c),
 	}
+}
+
+// nofile is this process's open-file limit (Go raises the soft limit to the
+// hard one at start).
+func nofile() uint64 {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+		return 1 << 20
+	}
+	return rl.Cur
+}
+
+// sessionCap is the global session cap for c in this process (0 = none).
+func sessionCap(c *configs.Config) int {
+	n, _ := c.SessionCap(nofile())
+	return n
+}
+
+// sessionCapWarning says why an explicit limits.max_sessions cannot be met
+// by the open-file limit, or "" when it can.
+func sessionCapWarning(c *configs.Config) string {
+	limit, capacity := c.SessionCap(nofile())
+	if c.Limits.MaxSessions == 0 || (limit > 0 && limit <= capacity) {
+		return ""
+	}
+	return fmt.Sprintf("limits.max_sessions: %d sessions need %d open files, the open-file limit is %d: sessions past about %d will fail to connect (raise LimitNOFILE / ulimit -n, or set 0 to derive the cap)",
+		c.Limits.MaxSessions, 2*max(limit, capacity)+c.FDReserve(), nofile(), capacity)
 }
 
 func listenerConfig(l configs.Listener) (relay.ListenerConfig, error) {
@@ -140,6 +168,11 @@ func (d *daemon) start() error {
 		zap.Int("connector_max_inflight", d.cfg.Connector.MaxInflight),
 		zap.Int("buffer_size", d.cfg.Relay.BufferSize),
 		zap.String("accept_mode", d.cfg.Accept.Mode),
+		zap.Int("max_sessions", sessionCap(d.cfg)),
+		zap.Uint64("open_file_limit", nofile()),
+	}
+	if w := sessionCapWarning(d.cfg); w != "" {
+		d.log.Z().Warn(w)
 	}
 	for name, a := range d.addrs {
 		fields = append(fields, zap.String("listen."+name, a.String()))

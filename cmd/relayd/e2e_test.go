@@ -287,7 +287,9 @@ func cpuTime(t *testing.T, pid int) time.Duration {
 // neither crashes nor spins, and serves again once the clients go away.
 func TestEMFILEBackoff(t *testing.T) {
 	up := echoServer(t)
-	c := startRelayd(t, configYAML(up.Addr().String(), "log:\n  access: false\n"), "ulimit -n 64;")
+	// An explicit cap far above what 64 fds hold: the derived default
+	// would refuse clients before the fds run out (TestFDLimitDerivesSessionCap).
+	c := startRelayd(t, configYAML(up.Addr().String(), "log:\n  access: false\nlimits:\n  max_sessions: 100000\n"), "ulimit -n 64;")
 	pid := c.cmd.Process.Pid
 	var clients []net.Conn
 	defer func() {

@@ -106,6 +106,9 @@ func newConfigCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if w := sessionCapWarning(c); w != "" {
+				fmt.Fprintln(cmd.ErrOrStderr(), "relayd: warning:", w)
+			}
 			_, err = cmd.OutOrStdout().Write(y)
 			return err
 		},

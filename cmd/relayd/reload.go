@@ -73,7 +73,7 @@ func (d *daemon) reload(next *configs.Config) (err error) {
 	d.log.SetAccess(next.Log.Access)
 	d.relay.SetTimeouts(next.Relay.IdleTimeout, next.Relay.FinTimeout)
 	d.relay.SetConnectTimeout(next.Connector.ConnectTimeout)
-	d.relay.SetMaxSessions(next.Limits.MaxSessions)
+	d.relay.SetMaxSessions(sessionCap(next))
 
 	var added, removed, updated []string
 	seen := map[string]bool{}

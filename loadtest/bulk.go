@@ -75,10 +75,10 @@ func (r *runner) stream(ctx context.Context, c *net.TCPConn, stop time.Time, st 
 	defer context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })()
 	switch r.cfg.Direction {
 	case DirUp:
-		return writePattern(c, stop, &st.BytesSent, nil)
+		return writePattern(c, stop, &st.BytesSent, nil, &r.rec.live)
 	case DirDown:
 		_ = c.SetReadDeadline(stop)
-		err := readPattern(c, 0, &st.BytesReceived)
+		err := readPattern(c, 0, &st.BytesReceived, &r.rec.live)
 		if errors.Is(err, os.ErrDeadlineExceeded) && !time.Now().Before(stop) {
 			err = nil // the normal end of a down stream
 		}
@@ -86,9 +86,9 @@ func (r *runner) stream(ctx context.Context, c *net.TCPConn, stop time.Time, st 
 	default: // both: write until stop, then read until every byte is back
 		var sent atomic.Uint64
 		werr := make(chan error, 1)
-		go func() { werr <- writePattern(c, stop, &st.BytesSent, &sent) }()
+		go func() { werr <- writePattern(c, stop, &st.BytesSent, &sent, &r.rec.live) }()
 		var rcvd uint64
-		rerr := readPatternUntil(c, &rcvd, func() (uint64, bool) {
+		rerr := readPatternUntil(c, &rcvd, &r.rec.live, func() (uint64, bool) {
 			select {
 			case err := <-werr:
 				werr <- err
@@ -108,8 +108,9 @@ func (r *runner) stream(ctx context.Context, c *net.TCPConn, stop time.Time, st 
 }
 
 // writePattern writes the pattern in 64 KiB chunks until stop. total is the
-// caller's counter; shared, if not nil, mirrors it for a concurrent reader.
-func writePattern(c *net.TCPConn, stop time.Time, total *uint64, shared *atomic.Uint64) error {
+// caller's counter; shared, if not nil, mirrors it for a concurrent reader;
+// live counts the bytes of all streams for the progress line.
+func writePattern(c *net.TCPConn, stop time.Time, total *uint64, shared, live *atomic.Uint64) error {
 	_ = c.SetWriteDeadline(stop)
 	var off uint64
 	defer func() {
@@ -121,6 +122,7 @@ func writePattern(c *net.TCPConn, stop time.Time, total *uint64, shared *atomic.
 	for {
 		n, err := c.Write(patternSlice(off, patternChunk))
 		off += uint64(n)
+		live.Add(uint64(n))
 		if shared != nil {
 			shared.Store(off)
 		}
@@ -135,7 +137,7 @@ func writePattern(c *net.TCPConn, stop time.Time, total *uint64, shared *atomic.
 
 // readPattern reads and verifies the pattern from stream offset off until
 // EOF or an error; total counts verified bytes.
-func readPattern(c *net.TCPConn, off uint64, total *uint64) error {
+func readPattern(c *net.TCPConn, off uint64, total *uint64, live *atomic.Uint64) error {
 	bp := chunkPool.Get().(*[]byte)
 	defer chunkPool.Put(bp)
 	buf := *bp
@@ -147,6 +149,7 @@ func readPattern(c *net.TCPConn, off uint64, total *uint64) error {
 			}
 			off += uint64(n)
 			*total = off
+			live.Add(uint64(n))
 		}
 		if err == io.EOF {
 			return fmt.Errorf("after %d bytes: %w", off, ErrShort)
@@ -159,7 +162,7 @@ func readPattern(c *net.TCPConn, off uint64, total *uint64) error {
 
 // readPatternUntil reads and verifies the echoed pattern until it has read
 // the number of bytes done() reports once the writer has finished.
-func readPatternUntil(c *net.TCPConn, total *uint64, done func() (uint64, bool)) error {
+func readPatternUntil(c *net.TCPConn, total *uint64, live *atomic.Uint64, done func() (uint64, bool)) error {
 	bp := chunkPool.Get().(*[]byte)
 	defer chunkPool.Put(bp)
 	buf := *bp
@@ -186,6 +189,7 @@ func readPatternUntil(c *net.TCPConn, total *uint64, done func() (uint64, bool))
 			}
 			off += uint64(n)
 			*total = off
+			live.Add(uint64(n))
 		}
 		switch {
 		case err == nil:

@@ -118,6 +118,7 @@ idle and the connect time for storm and bulk.`,
 	f.StringVar(&cfg.SourceIPs, "source-ips", "", "local addresses round-robin, e.g. 127.0.0.2-127.0.0.50")
 	f.IntSliceVar(&cfg.PIDs, "pid", nil, "idle: report the RSS (summed) of these processes before/after and per session; repeatable or comma-separated")
 	f.StringVar(&cfg.ExpectBanner, "expect-banner", "", "read and verify this greeting first on every session")
+	f.StringVar(&cfg.ProgressMode, "progress", "auto", "auto (a live bar on a terminal, a plain line every 5s on stderr otherwise) or off")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object instead of the table")
 	f.Int64Var(&maxErrors, "max-errors", 0, "exit non-zero if more sessions than this fail (0: any failure fails the run; -1 = off)")
 	f.DurationVar(&maxP99, "max-p99", 0, "exit non-zero if the mode's p99 exceeds this (0 = off)")

@@ -81,9 +81,14 @@ type LoadConfig struct {
 	// ExpectBanner, if set, is read and verified first on every session
 	// (for a banner sink); TTFB is then the time to the banner.
 	ExpectBanner string
-	// Progress receives a live line every second when it is a terminal;
-	// nil or a non-terminal means no progress output.
+	// Progress receives the progress display: on a terminal a live bar
+	// refreshed every second, anywhere else (a pipe, a file, CI) one plain
+	// line every ProgressEvery. nil means none.
 	Progress io.Writer
+	// ProgressMode is "auto" (default: as described for Progress) or "off".
+	ProgressMode string
+	// ProgressEvery is the period of the plain progress line; 0 means 5s.
+	ProgressEvery time.Duration
 }
 
 // withDefaults returns c with zero fields filled in.
@@ -139,6 +144,14 @@ func (c LoadConfig) Validate() error {
 		}
 	default:
 		return bad("mode %q", c.Mode)
+	}
+	switch c.ProgressMode {
+	case "", "auto", "off":
+	default:
+		return bad("progress %q: want auto or off", c.ProgressMode)
+	}
+	if c.ProgressEvery < 0 {
+		return bad("progress interval %v is negative", c.ProgressEvery)
 	}
 	switch c.Direction {
 	case DirUp, DirDown, DirBoth:

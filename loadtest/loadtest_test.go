@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -513,22 +514,43 @@ func TestPattern(t *testing.T) {
 	}
 }
 
-// TestProgressQuietOffTerminal: a non-terminal Progress writer (a pipe or a
-// buffer, as under CI) gets nothing.
-func TestProgressQuietOffTerminal(t *testing.T) {
-	s := startSink(t, SinkEcho)
-	f, err := os.CreateTemp(t.TempDir(), "progress")
-	if err != nil {
-		t.Fatal(err)
+// Off a terminal (a pipe or a file, as under CI) the progress is a plain line
+// every ProgressEvery, with bytes and Gbit/s for bulk; --progress=off
+// (ProgressMode "off") writes nothing.
+func TestProgressOffTerminal(t *testing.T) {
+	file := func() *os.File {
+		f, err := os.CreateTemp(t.TempDir(), "progress")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		if isTerminal(f) {
+			t.Fatal("a regular file counted as a terminal")
+		}
+		return f
 	}
-	defer f.Close()
-	if isTerminal(f) {
-		t.Fatal("a regular file counted as a terminal")
+	read := func(f *os.File) string {
+		b, err := os.ReadFile(f.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
 	}
-	res := run(t, LoadConfig{Target: s.Addr(), Duration: 1200 * time.Millisecond, Concurrency: 2, Progress: f})
-	noErrors(t, res)
-	if st, err := f.Stat(); err != nil || st.Size() != 0 {
-		t.Fatalf("progress wrote %d bytes to a file (%v)", st.Size(), err)
+	echo, discard := startSink(t, SinkEcho), startSink(t, SinkDiscard)
+	f := file()
+	noErrors(t, run(t, LoadConfig{Target: echo.Addr(), Sessions: 200, Concurrency: 2, Progress: f, ProgressEvery: 20 * time.Millisecond}))
+	if out := read(f); !strings.Contains(out, "load: rr ") || !strings.Contains(out, " ok ") {
+		t.Fatalf("rr progress off a terminal: %q", out)
+	}
+	f = file()
+	noErrors(t, run(t, LoadConfig{Target: discard.Addr(), Mode: ModeBulk, Direction: DirUp, Duration: 300 * time.Millisecond, Progress: f, ProgressEvery: 20 * time.Millisecond}))
+	if out := read(f); !strings.Contains(out, "load: bulk ") || !strings.Contains(out, " moved ") || !strings.Contains(out, "Gbit/s") {
+		t.Fatalf("bulk progress off a terminal: %q", out)
+	}
+	f = file()
+	noErrors(t, run(t, LoadConfig{Target: echo.Addr(), Sessions: 200, Concurrency: 2, Progress: f, ProgressMode: "off", ProgressEvery: time.Millisecond}))
+	if out := read(f); out != "" {
+		t.Fatalf("--progress=off wrote %q", out)
 	}
 }
 

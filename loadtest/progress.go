@@ -21,11 +21,26 @@ func isTerminal(w io.Writer) bool {
 	return err == nil
 }
 
-// startProgress shows a live line (refreshed every second) on cfg.Progress
-// if it is a terminal, and returns the function that removes it.
+// progressText is the running figures: sessions for the session modes,
+// bytes and throughput for bulk (whose sessions end only at the end).
+func progressText(cfg LoadConfig, rec *recorder, start time.Time) string {
+	el := max(time.Since(start).Seconds(), 1e-9)
+	ok, att, errs := rec.snapshot()
+	if cfg.Mode == ModeBulk {
+		b := rec.live.Load()
+		return fmt.Sprintf("%s moved  %.2f Gbit/s  %d errors", human(float64(b)), float64(b)*8/el/1e9, errs)
+	}
+	return fmt.Sprintf("%d ok  %d errors  %.0f/s", ok, errs, float64(att)/el)
+}
+
+// startProgress shows the progress on cfg.Progress (see LoadConfig.Progress)
+// and returns the function that ends it.
 func startProgress(cfg LoadConfig, rec *recorder) (stop func()) {
-	if cfg.Progress == nil || !isTerminal(cfg.Progress) {
+	if cfg.Progress == nil || cfg.ProgressMode == "off" {
 		return func() {}
+	}
+	if !isTerminal(cfg.Progress) {
+		return startPlainProgress(cfg, rec)
 	}
 	p := mpb.New(mpb.WithOutput(cfg.Progress), mpb.WithRefreshRate(time.Second), mpb.WithWidth(30))
 	total := int64(cfg.Sessions)
@@ -36,11 +51,7 @@ func startProgress(cfg LoadConfig, rec *recorder) (stop func()) {
 	start := time.Now()
 	bar := p.New(total, mpb.BarStyle(),
 		mpb.PrependDecorators(decor.Name(cfg.Mode+" "+cfg.Target+" ")),
-		mpb.AppendDecorators(decor.Any(func(decor.Statistics) string {
-			ok, att, errs := rec.snapshot()
-			el := time.Since(start).Seconds()
-			return fmt.Sprintf(" %d ok  %d errors  %.0f/s", ok, errs, float64(att)/max(el, 1e-9))
-		})),
+		mpb.AppendDecorators(decor.Any(func(decor.Statistics) string { return " " + progressText(cfg, rec, start) })),
 	)
 	done := make(chan struct{})
 	finished := make(chan struct{})
@@ -69,4 +80,33 @@ func startProgress(cfg LoadConfig, rec *recorder) (stop func()) {
 		bar.Abort(false)
 		p.Wait()
 	}
+}
+
+// startPlainProgress writes one line every cfg.ProgressEvery (default 5s)
+// off a terminal, where a redrawn bar would be noise, and one at the end.
+func startPlainProgress(cfg LoadConfig, rec *recorder) (stop func()) {
+	every := cfg.ProgressEvery
+	if every <= 0 {
+		every = 5 * time.Second
+	}
+	start := time.Now()
+	done, finished := make(chan struct{}), make(chan struct{})
+	line := func() {
+		fmt.Fprintf(cfg.Progress, "load: %s %s %.0fs  %s\n", cfg.Mode, cfg.Target, time.Since(start).Seconds(), progressText(cfg, rec, start))
+	}
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				line() // the last figures, however short the run
+				return
+			case <-t.C:
+				line()
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
@@ -160,6 +161,7 @@ type recorder struct {
 	errs                map[string]uint64
 	ok, attempts        uint64
 	bytesSent, bytesRcv uint64
+	live                atomic.Uint64 // bulk bytes moved so far, both ways (progress)
 }
 
 // Histogram range: 1 µs .. 5 min in nanoseconds, 3 significant digits.

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -116,20 +119,35 @@ func demo(ctx context.Context, out io.Writer, dur time.Duration, conc int) error
 	fmt.Fprintf(out, "\nrelayd/direct: rr sessions/s %.2f, bulk throughput %.2f\n",
 		ratio(rows[1].res, rows[0].res, func(r *loadtest.Result) float64 { return r.SessionsPerSec }),
 		ratio(rows[3].res, rows[2].res, func(r *loadtest.Result) float64 { return r.BitsPerSec }))
-	fmt.Fprintf(out, "relayd counters: %d sessions relayed, closed by reason %v, %d MiB up, %d MiB down, backpressure pauses %d\n",
-		st.ClosedTotal(), nonZero(st.Closed), st.BytesUp>>20, st.BytesDown>>20, st.Pauses)
+	fmt.Fprintf(out, "relayd counters: %d sessions relayed, closed by reason: %s; %d MiB up, %d MiB down, backpressure pauses %d\n",
+		st.ClosedTotal(), counts(st.Closed), st.BytesUp>>20, st.BytesDown>>20, st.Pauses)
 	if rows[1].res.ErrorsTotal > 0 || rows[3].res.ErrorsTotal > 0 {
-		return fmt.Errorf("demo: errors through relayd: rr %v, bulk %v", rows[1].res.Errors, rows[3].res.Errors)
+		return fmt.Errorf("demo: errors through relayd: rr %s; bulk %s", counts(rows[1].res.Errors), counts(rows[3].res.Errors))
 	}
 	return nil
 }
 
-func nonZero(m map[string]uint64) map[string]uint64 {
-	out := map[string]uint64{}
+// counts prints the non-zero entries of m as "a 3, b 1", largest first (then
+// by name), or "none".
+func counts(m map[string]uint64) string {
+	keys := make([]string, 0, len(m))
 	for k, v := range m {
 		if v > 0 {
-			out[k] = v
+			keys = append(keys, k)
 		}
 	}
-	return out
+	if len(keys) == 0 {
+		return "none"
+	}
+	slices.SortFunc(keys, func(a, b string) int {
+		if c := cmp.Compare(m[b], m[a]); c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s %d", k, m[k])
+	}
+	return strings.Join(parts, ", ")
 }

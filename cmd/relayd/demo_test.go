@@ -15,9 +15,12 @@ func TestDemo(t *testing.T) {
 	if err := demo(context.Background(), &out, 500*time.Millisecond, 8); err != nil {
 		t.Fatalf("demo: %v\n%s", err, out.String())
 	}
-	for _, want := range []string{"rr via relayd", "bulk via relayd", "relayd/direct:", "closed by reason map[eof:"} {
+	for _, want := range []string{"rr via relayd", "bulk via relayd", "relayd/direct:", "closed by reason: eof "} {
 		if !strings.Contains(out.String(), want) {
 			t.Fatalf("demo output lacks %q:\n%s", want, out.String())
 		}
+	}
+	if strings.Contains(out.String(), "map[") {
+		t.Fatalf("demo prints Go's map formatting:\n%s", out.String())
 	}
 }

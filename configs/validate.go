@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/relayd/relayd/auth"
-	"github.com/relayd/relayd/policy"
+	"github.com/relayd/relayd/edge/auth"
+	"github.com/relayd/relayd/edge/policy"
 )
 
 // FieldError is one bad key or value. Key is the full key path as written in

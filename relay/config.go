@@ -11,11 +11,12 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/relayd/relayd/auth"
 	"github.com/relayd/relayd/connector"
+	"github.com/relayd/relayd/edge/auth"
+	"github.com/relayd/relayd/edge/policy"
+	"github.com/relayd/relayd/edge/proxyproto"
+	"github.com/relayd/relayd/edge/resolve"
 	"github.com/relayd/relayd/logging"
-	"github.com/relayd/relayd/policy"
-	"github.com/relayd/relayd/proxyproto"
 )
 
 // Dialer is the seam to the connector stage: relay hands it requests and
@@ -83,7 +84,7 @@ type ListenerConfig struct {
 	Policy *policy.Policy
 	// Resolver resolves target names off the loop; nil = names are refused
 	// (SOCKS5 "host unreachable", HTTP 502).
-	Resolver *policy.Resolver
+	Resolver *resolve.Resolver
 	// ProxyAccept is the PROXY protocol version expected from Trusted peers:
 	// 0 (none), proxyproto.V1, V2 or Any. Peers outside Trusted are plain
 	// clients: they cannot claim another address.

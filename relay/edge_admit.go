@@ -5,7 +5,7 @@ package relay
 import (
 	"time"
 
-	"github.com/relayd/relayd/socks5"
+	"github.com/relayd/relayd/edge/socks5"
 )
 
 func (s *session) handshakeTimeout() time.Duration {

@@ -12,9 +12,9 @@ import (
 	"github.com/panjf2000/gnet/v2/pkg/netpoll"
 	"golang.org/x/sys/unix"
 
-	"github.com/relayd/relayd/httpconnect"
-	"github.com/relayd/relayd/proxyproto"
-	"github.com/relayd/relayd/socks5"
+	"github.com/relayd/relayd/edge/httpconnect"
+	"github.com/relayd/relayd/edge/proxyproto"
+	"github.com/relayd/relayd/edge/socks5"
 )
 
 // The edge of a session: everything between accept and the connect request

@@ -7,10 +7,11 @@ import (
 	"sync"
 
 	"github.com/relayd/relayd/connector"
-	"github.com/relayd/relayd/httpconnect"
-	"github.com/relayd/relayd/policy"
-	"github.com/relayd/relayd/proxyproto"
-	"github.com/relayd/relayd/socks5"
+	"github.com/relayd/relayd/edge/httpconnect"
+	"github.com/relayd/relayd/edge/policy"
+	"github.com/relayd/relayd/edge/proxyproto"
+	"github.com/relayd/relayd/edge/resolve"
+	"github.com/relayd/relayd/edge/socks5"
 	"golang.org/x/sys/unix"
 )
 
@@ -22,7 +23,7 @@ func (s *session) route(host string, addr netip.AddrPort, port uint16) {
 	}
 	res := s.lc.Resolver
 	if res == nil {
-		s.failReply(policy.ErrNoAddresses, ReasonResolveFailed)
+		s.failReply(resolve.ErrNoAddresses, ReasonResolveFailed)
 		return
 	}
 	s.state = stResolving

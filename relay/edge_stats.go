@@ -7,8 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/relayd/relayd/httpconnect"
-	"github.com/relayd/relayd/policy"
+	"github.com/relayd/relayd/edge/httpconnect"
+	"github.com/relayd/relayd/edge/policy"
 )
 
 // edgeState is what validate derives from a ListenerConfig's edge settings.

@@ -19,11 +19,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/relayd/relayd/auth"
 	"github.com/relayd/relayd/connector"
+	"github.com/relayd/relayd/edge/auth"
+	"github.com/relayd/relayd/edge/policy"
+	"github.com/relayd/relayd/edge/proxyproto"
+	"github.com/relayd/relayd/edge/resolve"
 	"github.com/relayd/relayd/internal/testnet"
-	"github.com/relayd/relayd/policy"
-	"github.com/relayd/relayd/proxyproto"
 	"github.com/relayd/relayd/relay"
 )
 
@@ -37,7 +38,7 @@ func edgeRelay(t *testing.T, mode string, upPort uint16, mod func(*relay.Listene
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := policy.NewResolver(policy.ResolverConfig{Workers: 2, Lookup: func(_ context.Context, host string) ([]netip.Addr, error) {
+	res, err := resolve.New(resolve.Config{Workers: 2, Lookup: func(_ context.Context, host string) ([]netip.Addr, error) {
 		switch host {
 		case "echo.test", "loop.test":
 			return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
@@ -751,7 +752,7 @@ func TestSOCKS5SingleAcceptor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := policy.NewResolver(policy.ResolverConfig{Lookup: func(context.Context, string) ([]netip.Addr, error) {
+	res, err := resolve.New(resolve.Config{Lookup: func(context.Context, string) ([]netip.Addr, error) {
 		return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
 	}})
 	if err != nil {

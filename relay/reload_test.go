@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/relayd/relayd/connector"
-	"github.com/relayd/relayd/policy"
+	"github.com/relayd/relayd/edge/policy"
 	"github.com/relayd/relayd/relay"
 )
 

@@ -7,10 +7,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/relayd/relayd/auth"
 	"github.com/relayd/relayd/configs"
-	"github.com/relayd/relayd/policy"
-	"github.com/relayd/relayd/proxyproto"
+	"github.com/relayd/relayd/edge/auth"
+	"github.com/relayd/relayd/edge/policy"
+	"github.com/relayd/relayd/edge/proxyproto"
+	"github.com/relayd/relayd/edge/resolve"
 	"github.com/relayd/relayd/relay"
 )
 
@@ -20,8 +21,8 @@ import (
 // destination policy refuses.
 var edgeShared struct {
 	mu       sync.Mutex // guards all below
-	resCfg   policy.ResolverConfig
-	resolver *policy.Resolver
+	resCfg   resolve.Config
+	resolver *resolve.Resolver
 	self     []netip.AddrPort
 }
 
@@ -30,7 +31,7 @@ var edgeShared struct {
 func setupEdge(c *configs.Config) {
 	edgeShared.mu.Lock()
 	defer edgeShared.mu.Unlock()
-	edgeShared.resCfg = policy.ResolverConfig{Workers: c.Resolver.Workers, Queue: c.Resolver.Queue, Timeout: c.Resolver.Timeout}
+	edgeShared.resCfg = resolve.Config{Workers: c.Resolver.Workers, Queue: c.Resolver.Queue, Timeout: c.Resolver.Timeout}
 	edgeShared.self = edgeShared.self[:0]
 	for _, l := range c.Listeners {
 		if ap, err := netip.ParseAddrPort(normalizeListen(l.Listen)); err == nil && ap.Port() != 0 {
@@ -50,11 +51,11 @@ func closeEdge() {
 	}
 }
 
-func edgeResolver() (*policy.Resolver, error) {
+func edgeResolver() (*resolve.Resolver, error) {
 	edgeShared.mu.Lock()
 	defer edgeShared.mu.Unlock()
 	if edgeShared.resolver == nil {
-		r, err := policy.NewResolver(edgeShared.resCfg)
+		r, err := resolve.New(edgeShared.resCfg)
 		if err != nil {
 			return nil, err
 		}

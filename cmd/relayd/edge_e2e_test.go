@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/relayd/relayd/configs"
-	"github.com/relayd/relayd/proxyproto"
+	"github.com/relayd/relayd/edge/proxyproto"
 	"github.com/relayd/relayd/relay"
 )
 

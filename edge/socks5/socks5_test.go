@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/relayd/relayd/auth"
+	"github.com/relayd/relayd/edge/auth"
 )
 
 func unhex(t testing.TB, s string) []byte {

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 
-	"github.com/relayd/relayd/socks5"
+	"github.com/relayd/relayd/edge/socks5"
 )
 
 func ExampleServer_Feed() {

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 
-	"github.com/relayd/relayd/proxyproto"
+	"github.com/relayd/relayd/edge/proxyproto"
 )
 
 func ExampleParse() {

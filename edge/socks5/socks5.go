@@ -8,8 +8,8 @@ import (
 	"os"
 	"syscall"
 
-	"github.com/relayd/relayd/auth"
-	"github.com/relayd/relayd/policy"
+	"github.com/relayd/relayd/edge/auth"
+	"github.com/relayd/relayd/edge/policy"
 )
 
 // Protocol constants (RFC 1928, RFC 1929).

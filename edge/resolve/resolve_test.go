@@ -1,4 +1,4 @@
-package policy
+package resolve
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/relayd/relayd/edge/policy"
 	"go.uber.org/goleak"
 )
 
@@ -24,7 +25,7 @@ func TestResolverPolicy(t *testing.T) {
 		"mixed.test":    {netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("::ffff:1.1.1.1")},
 		"empty.test":    {},
 	}
-	r, err := NewResolver(ResolverConfig{Workers: 2, Lookup: func(ctx context.Context, host string) ([]netip.Addr, error) {
+	r, err := New(Config{Workers: 2, Lookup: func(ctx context.Context, host string) ([]netip.Addr, error) {
 		a, ok := names[host]
 		if !ok {
 			return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
@@ -35,7 +36,10 @@ func TestResolverPolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	p := mustPolicy(t, Config{})
+	p, err := policy.New(policy.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	resolve := func(host string) result {
 		ch := make(chan result, 1)
 		if err := r.Resolve(host, func(a []netip.Addr, err error) { ch <- result{a, err} }); err != nil {
@@ -54,12 +58,12 @@ func TestResolverPolicy(t *testing.T) {
 	if res.err != nil || len(res.addrs) != 2 {
 		t.Fatalf("loopback.test: %+v", res)
 	}
-	if _, rule, ok := p.Pick(res.addrs, 80); ok || rule != RuleLoopback {
+	if _, rule, ok := p.Pick(res.addrs, 80); ok || rule != policy.RuleLoopback {
 		t.Fatalf("name resolving to loopback allowed: %q", rule)
 	}
 	res = resolve("mixed.test")
 	got, rule, ok := p.Pick(res.addrs, 443)
-	if !ok || got != ap("1.1.1.1:443") || rule != RuleDefault {
+	if !ok || got != netip.MustParseAddrPort("1.1.1.1:443") || rule != policy.RuleDefault {
 		t.Fatalf("mixed.test: %v %q %v (addrs %v)", got, rule, ok, res.addrs)
 	}
 	if res := resolve("empty.test"); !errors.Is(res.err, ErrNoAddresses) {
@@ -78,7 +82,7 @@ func TestResolverPolicy(t *testing.T) {
 
 func TestResolverTimeout(t *testing.T) {
 	defer goleak.VerifyNone(t)
-	r, err := NewResolver(ResolverConfig{Workers: 1, Timeout: 50 * time.Millisecond,
+	r, err := New(Config{Workers: 1, Timeout: 50 * time.Millisecond,
 		Lookup: func(ctx context.Context, host string) ([]netip.Addr, error) {
 			<-ctx.Done() // a DNS server that never answers
 			return nil, ctx.Err()
@@ -93,7 +97,7 @@ func TestResolverTimeout(t *testing.T) {
 	}
 	select {
 	case err := <-ch:
-		if !errors.Is(err, ErrResolveTimeout) || !errors.Is(err, context.DeadlineExceeded) {
+		if !errors.Is(err, ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("err = %v", err)
 		}
 	case <-time.After(30 * time.Second):
@@ -105,7 +109,7 @@ func TestResolverQueueFullAndClose(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	started := make(chan struct{}, 1)
 	release := make(chan struct{})
-	r, err := NewResolver(ResolverConfig{Workers: 1, Queue: 2, Timeout: time.Minute,
+	r, err := New(Config{Workers: 1, Queue: 2, Timeout: time.Minute,
 		Lookup: func(ctx context.Context, host string) ([]netip.Addr, error) {
 			started <- struct{}{}
 			select {

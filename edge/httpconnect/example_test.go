@@ -3,7 +3,7 @@ package httpconnect_test
 import (
 	"fmt"
 
-	"github.com/relayd/relayd/httpconnect"
+	"github.com/relayd/relayd/edge/httpconnect"
 )
 
 func ExampleParse() {

@@ -1,4 +1,4 @@
-package policy
+package resolve
 
 import (
 	"context"
@@ -8,29 +8,31 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/relayd/relayd/edge/policy"
 )
 
 var (
 	// ErrQueueFull means the resolver's queue is full: refuse the request now.
-	ErrQueueFull = errors.New("policy: resolver queue full")
+	ErrQueueFull = errors.New("resolve: queue full")
 	// ErrClosed means the resolver was closed.
-	ErrClosed = errors.New("policy: resolver closed")
+	ErrClosed = errors.New("resolve: resolver closed")
 	// ErrNoAddresses means a name resolved to nothing.
-	ErrNoAddresses = errors.New("policy: name has no addresses")
-	// ErrResolveTimeout means a lookup exceeded ResolverConfig.Timeout. It
+	ErrNoAddresses = errors.New("resolve: name has no addresses")
+	// ErrTimeout means a lookup exceeded Config.Timeout. It
 	// also wraps context.DeadlineExceeded, so socks5.DialReply and
 	// httpconnect.DialStatus map it to their timeout replies.
-	ErrResolveTimeout = errors.New("policy: resolve timeout")
-	// ErrBadHost means the name failed ValidHostname.
-	ErrBadHost = errors.New("policy: invalid host name")
+	ErrTimeout = errors.New("resolve: timeout")
+	// ErrBadHost means the name failed policy.ValidHostname.
+	ErrBadHost = errors.New("resolve: invalid host name")
 )
 
 // LookupFunc resolves host to addresses; net.Resolver.LookupNetIP with
 // network "ip" has this shape.
 type LookupFunc func(ctx context.Context, host string) ([]netip.Addr, error)
 
-// ResolverConfig configures a Resolver. Zero values are documented per field.
-type ResolverConfig struct {
+// Config configures a Resolver. Zero values are documented per field.
+type Config struct {
 	Workers int           // lookup goroutines; 0 means 4
 	Queue   int           // pending lookups beyond those running; 0 means 1024
 	Timeout time.Duration // per lookup; 0 means 5s
@@ -47,7 +49,7 @@ type job struct {
 // requests for slow names costs at most Workers goroutines and Queue slots,
 // and excess requests fail fast with ErrQueueFull.
 type Resolver struct {
-	cfg    ResolverConfig
+	cfg    Config
 	jobs   chan job
 	ctx    context.Context // cancelled by Close; workers derive lookup contexts from it
 	cancel context.CancelFunc
@@ -57,8 +59,8 @@ type Resolver struct {
 	closed bool // mu guards closed and sends on jobs (so Close can close it)
 }
 
-// NewResolver starts the workers.
-func NewResolver(cfg ResolverConfig) (*Resolver, error) {
+// New starts the workers.
+func New(cfg Config) (*Resolver, error) {
 	if cfg.Workers < 0 || cfg.Queue < 0 || cfg.Timeout < 0 {
 		return nil, fmt.Errorf("policy: invalid resolver config %+v", cfg)
 	}
@@ -93,7 +95,7 @@ func NewResolver(cfg ResolverConfig) (*Resolver, error) {
 // Resolve itself never blocks: a full queue returns ErrQueueFull,
 // and then done is not called.
 func (r *Resolver) Resolve(host string, done func([]netip.Addr, error)) error {
-	if !ValidHostname([]byte(host)) {
+	if !policy.ValidHostname([]byte(host)) {
 		return fmt.Errorf("%w: %q", ErrBadHost, host)
 	}
 	r.mu.RLock()
@@ -146,7 +148,7 @@ func (r *Resolver) lookup(host string) ([]netip.Addr, error) {
 		case r.ctx.Err() != nil:
 			return nil, fmt.Errorf("%w: %s: %w", ErrClosed, host, err)
 		case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &dnsErr) && dnsErr.IsTimeout) || ctx.Err() != nil:
-			return nil, fmt.Errorf("%w: %s: %w", ErrResolveTimeout, host, context.DeadlineExceeded)
+			return nil, fmt.Errorf("%w: %s: %w", ErrTimeout, host, context.DeadlineExceeded)
 		}
 		return nil, fmt.Errorf("policy: resolve %s: %w", host, err)
 	}

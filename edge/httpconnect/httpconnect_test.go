@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/relayd/relayd/auth"
+	"github.com/relayd/relayd/edge/auth"
 )
 
 func creds(t testing.TB) auth.Verifier {

@@ -14,11 +14,11 @@
 //     inside that range (127.0.0.1/32 port 8080 re-opens that one port for
 //     a test; 0.0.0.0/0 never opens 10/8). The rule name is returned so the
 //     caller can count denials by rule.
-//   - ValidHostname: the syntax check shared by socks5 and httpconnect.
-//   - Resolver: resolves names off the loop with a fixed worker pool and a
-//     bounded queue; Policy.Pick chooses the first resolved address that
-//     passes Check, and the caller connects to exactly that address (no
-//     second resolution, so DNS rebinding cannot swap it).
+//   - ValidHostname: the syntax check shared by socks5, httpconnect and
+//     edge/resolve.
+//   - Policy.Pick chooses the first resolved address (from edge/resolve)
+//     that passes Check, and the caller connects to exactly that address
+//     (no second resolution, so DNS rebinding cannot swap it).
 //   - SourceACL: source allow/deny CIDRs.
 //   - SourceLimiter: per-source concurrent sessions and new sessions per
 //     second (token bucket), memory-bounded, time passed in.
@@ -31,8 +31,7 @@
 // by address), per-user policy, counting (the caller counts by rule).
 //
 // Concurrency: Policy and SourceACL are immutable after construction (call
-// AddSelf before sharing) and safe for concurrent use. SourceLimiter and
-// Resolver are safe for concurrent use by many loops. No function here
-// blocks a loop: Resolver's callbacks run on its own workers and must hand
-// results back through the loop's queue.
+// AddSelf before sharing) and safe for concurrent use. SourceLimiter is safe
+// for concurrent use by many loops (sharded locks, short critical
+// sections); no function here blocks.
 package policy

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 
-	"github.com/relayd/relayd/policy"
+	"github.com/relayd/relayd/edge/policy"
 )
 
 func ExamplePolicy_Check() {

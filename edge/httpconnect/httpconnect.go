@@ -12,8 +12,8 @@ import (
 	"sync"
 	"syscall"
 
-	"github.com/relayd/relayd/auth"
-	"github.com/relayd/relayd/policy"
+	"github.com/relayd/relayd/edge/auth"
+	"github.com/relayd/relayd/edge/policy"
 )
 
 // DefaultMaxHead is the default bound on the request head (request line and

@@ -1,0 +1,11 @@
+// Package edge groups the protocols relayd speaks at its edge, before a
+// session relays bytes: the PROXY protocol (edge/proxyproto), SOCKS5
+// (edge/socks5) and HTTP CONNECT (edge/httpconnect) parsers, their
+// credentials (edge/auth), the destination and source policies
+// (edge/policy) and the resolver for client-named targets (edge/resolve).
+//
+// They are public and reusable: each parser works on byte slices, knows no
+// loops, fds or sessions, allocates little and is fuzzed. The relay drives
+// them from its loops (relay/edge_*.go). This package itself holds nothing
+// but this map.
+package edge

@@ -93,6 +93,8 @@ func fixedSources() Sources {
 		Connector:  fixedConnector,
 		LogDropped: func() uint64 { return 77 },
 		LogWritten: func() uint64 { return 88888 },
+		LogSampled: func() uint64 { return 66 },
+		LogWErrs:   func() uint64 { return 3 },
 	}
 }
 
@@ -227,10 +229,10 @@ relayd_accept_backoff_total 4
 # TYPE relayd_bytes_total counter
 relayd_bytes_total{direction="up"} 1.23456789e+08
 relayd_bytes_total{direction="down"} 9.87654321e+08
-# HELP relayd_backpressure_pauses_total Times a side stopped being read because its peer was not taking data.
+# HELP relayd_backpressure_pauses_total Backpressure episodes begun: a direction stopped being read because its destination refused bytes.
 # TYPE relayd_backpressure_pauses_total counter
 relayd_backpressure_pauses_total 55
-# HELP relayd_backpressure_resumes_total Times a paused side was read again.
+# HELP relayd_backpressure_resumes_total Backpressure episodes ended by draining; pauses minus resumes = paused now plus closed while paused.
 # TYPE relayd_backpressure_resumes_total counter
 relayd_backpressure_resumes_total 54
 # HELP relayd_buffers_held Relay buffers held by sessions right now, all loops.
@@ -294,6 +296,12 @@ relayd_log_entries_dropped_total 77
 # HELP relayd_log_entries_written_total Log entries written.
 # TYPE relayd_log_entries_written_total counter
 relayd_log_entries_written_total 88888
+# HELP relayd_log_entries_sampled_total Ordinary log lines dropped by the sampler (the same message repeated; access lines are never sampled).
+# TYPE relayd_log_entries_sampled_total counter
+relayd_log_entries_sampled_total 66
+# HELP relayd_log_write_errors_total Writes to the log output that failed (disk full, a closed pipe…).
+# TYPE relayd_log_write_errors_total counter
+relayd_log_write_errors_total 3
 `
 	names := []string{
 		"relayd_listener_info", "relayd_listener_sessions_active", "relayd_listener_sessions_accepted_total",
@@ -307,6 +315,7 @@ relayd_log_entries_written_total 88888
 		"relayd_connector_attempts_total", "relayd_connector_connected_total", "relayd_connector_failed_total",
 		"relayd_connector_canceled_total", "relayd_connector_failures_total",
 		"relayd_log_entries_dropped_total", "relayd_log_entries_written_total",
+		"relayd_log_entries_sampled_total", "relayd_log_write_errors_total",
 	}
 	if err := testutil.ScrapeAndCompare(url(s, "/metrics"), strings.NewReader(want), names...); err != nil {
 		t.Fatal(err)

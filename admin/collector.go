@@ -20,6 +20,8 @@ type Sources struct {
 	Connector  func() connector.Stats
 	LogDropped func() uint64 // logging.Logger.Dropped
 	LogWritten func() uint64 // logging.Logger.Written
+	LogSampled func() uint64 // logging.Logger.Sampled
+	LogWErrs   func() uint64 // logging.Logger.WriteErrors
 	// Edge returns per-listener refusals of client-chosen destinations (by
 	// policy rule) and of sources (ACL, per-source limits, by rule).
 	Edge func() map[string]relay.EdgeStats
@@ -61,6 +63,7 @@ type collector struct {
 	cFailures, cLatency                              *prometheus.Desc
 
 	logDropped, logWritten *prometheus.Desc
+	logSampled, logWErrs   *prometheus.Desc
 }
 
 // NewCollector returns the prometheus.Collector behind /metrics, for
@@ -86,8 +89,8 @@ func NewCollector(src Sources, version string) prometheus.Collector {
 		acceptErrs:    desc("accept_errors_total", "accept() failures by errno kind.", "kind"),
 		acceptBackoff: desc("accept_backoff_total", "Accept back-off episodes (EMFILE, ENFILE, ENOBUFS)."),
 		bytes:         desc("bytes_total", "Bytes relayed so far including live sessions, by direction (up: client to upstream).", "direction"),
-		pauses:        desc("backpressure_pauses_total", "Times a side stopped being read because its peer was not taking data."),
-		resumes:       desc("backpressure_resumes_total", "Times a paused side was read again."),
+		pauses:        desc("backpressure_pauses_total", "Backpressure episodes begun: a direction stopped being read because its destination refused bytes."),
+		resumes:       desc("backpressure_resumes_total", "Backpressure episodes ended by draining; pauses minus resumes = paused now plus closed while paused."),
 		bufsHeld:      desc("buffers_held", "Relay buffers held by sessions right now, all loops."),
 		loopActive:    desc("loop_sessions_active", "Sessions owned by each relay loop right now.", "loop"),
 		loopBufs:      desc("loop_buffers_held", "Relay buffers held by each loop's sessions right now.", "loop"),
@@ -111,6 +114,8 @@ func NewCollector(src Sources, version string) prometheus.Collector {
 
 		logDropped: desc("log_entries_dropped_total", "Log entries dropped because the ring was full or the write failed."),
 		logWritten: desc("log_entries_written_total", "Log entries written."),
+		logSampled: desc("log_entries_sampled_total", "Ordinary log lines dropped by the sampler (the same message repeated; access lines are never sampled)."),
+		logWErrs:   desc("log_write_errors_total", "Writes to the log output that failed (disk full, a closed pipe…)."),
 	}
 }
 
@@ -122,7 +127,7 @@ func (c *collector) descs() []*prometheus.Desc {
 		c.bytes, c.pauses, c.resumes, c.bufsHeld, c.loopActive, c.loopBufs,
 		c.cInflight, c.cHigh, c.cQueued, c.cSubmitted, c.cRejected, c.cQueuedWorker,
 		c.cAttempts, c.cConnected, c.cFailed, c.cCanceled, c.cFailures, c.cLatency,
-		c.logDropped, c.logWritten, c.edgeDenied, c.edgeRejected, c.loopQueue,
+		c.logDropped, c.logWritten, c.logSampled, c.logWErrs, c.edgeDenied, c.edgeRejected, c.loopQueue,
 	}
 }
 
@@ -158,6 +163,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if c.src.LogWritten != nil {
 		ch <- prometheus.MustNewConstMetric(c.logWritten, prometheus.CounterValue, float64(c.src.LogWritten()))
+	}
+	if c.src.LogSampled != nil {
+		ch <- prometheus.MustNewConstMetric(c.logSampled, prometheus.CounterValue, float64(c.src.LogSampled()))
+	}
+	if c.src.LogWErrs != nil {
+		ch <- prometheus.MustNewConstMetric(c.logWErrs, prometheus.CounterValue, float64(c.src.LogWErrs()))
 	}
 }
 

@@ -34,6 +34,8 @@ func startAdmin(cfg *configs.Config, d *daemon, upg *tableflip.Upgrader) (adminS
 		Connector:  d.pool.Stats,
 		LogDropped: d.log.Dropped,
 		LogWritten: d.log.Written,
+		LogSampled: d.log.Sampled,
+		LogWErrs:   d.log.WriteErrors,
 		Edge:       d.relay.EdgeStats,
 		Ready:      d.ready.Load,
 	})

@@ -55,21 +55,7 @@ func newEchoServer(t testing.TB, network, addr string) *echoServer {
 	return &echoServer{Server: s, addr: s.AddrPort()}
 }
 
-// boundAddr returns an address that refuses connects for the whole test: a
-// TCP socket bound to it but not listening answers a SYN with a RST, and
-// holding it keeps anyone else from taking the port.
-func refusedAddr(t testing.TB) netip.AddrPort {
-	t.Helper()
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Close(fd) })
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	return sockname(t, fd)
-}
+func refusedAddr(t testing.TB) netip.AddrPort { return testnet.RefusedAddr(t) }
 
 func sockname(t testing.TB, fd int) netip.AddrPort {
 	t.Helper()

@@ -530,7 +530,7 @@ func TestProxyProtocolSend(t *testing.T) {
 		})
 		f := startRelay(t, []string{up.Addr()}, func(_ *relay.Config, _ *connector.Config, lc *relay.ListenerConfig) { lc.ProxySend = v })
 		c := dial(t, f.addr)
-		if err := roundTripOK(c, "payload"); err != nil {
+		if err := testnet.RoundTrip(c, "payload"); err != nil {
 			t.Fatal(err)
 		}
 		h, ok := <-got
@@ -541,21 +541,6 @@ func TestProxyProtocolSend(t *testing.T) {
 			t.Errorf("v%d: header %v -> %v, want %v -> %v", v, h.Src, h.Dst, c.LocalAddr(), f.addr)
 		}
 	}
-}
-
-func roundTripOK(c net.Conn, msg string) error {
-	if _, err := io.WriteString(c, msg); err != nil {
-		return err
-	}
-	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	got := make([]byte, len(msg))
-	if _, err := io.ReadFull(c, got); err != nil {
-		return err
-	}
-	if string(got) != msg {
-		return errors.New("echo mismatch: " + string(got))
-	}
-	return nil
 }
 
 // Per-source rate: a burst of 2 new sessions per source, and a failed login

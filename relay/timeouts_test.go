@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"net/netip"
 	"sort"
 	"syscall"
 	"testing"
@@ -15,7 +14,6 @@ import (
 	"github.com/relayd/relayd/connector"
 	"github.com/relayd/relayd/internal/testnet"
 	"github.com/relayd/relayd/relay"
-	"golang.org/x/sys/unix"
 )
 
 // clientClosed waits until the relay closes c (EOF or reset) and returns
@@ -119,9 +117,7 @@ func TestFinTimeout(t *testing.T) {
 // succeeds through the second and the refusals are counted.
 func TestRefusedThenGoodUpstream(t *testing.T) {
 	const n = 50
-	// A socket bound but not listening refuses connects, and holding it for
-	// the test keeps the port from being handed to anyone else.
-	refused := boundNotListening(t)
+	refused := testnet.RefusedAddr(t).String()
 	up := newServer(t, echo)
 	f := startRelay(t, []string{refused, up.Addr()}, func(_ *relay.Config, _ *connector.Config, lc *relay.ListenerConfig) {
 		lc.Tries = 2
@@ -212,23 +208,4 @@ func TestConnectTimeout(t *testing.T) {
 	if ps.Failures[connector.ClassTimeout] != sessions {
 		t.Fatalf("timeouts counted %d, want %d", ps.Failures[connector.ClassTimeout], sessions)
 	}
-}
-
-// boundNotListening returns 127.0.0.1:port of a TCP socket that is bound
-// and never listens, held for the whole test: connects to it are refused.
-func boundNotListening(t *testing.T) string {
-	t.Helper()
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Close(fd) })
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := unix.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(sa.(*unix.SockaddrInet4).Port)).String()
 }

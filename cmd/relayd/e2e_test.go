@@ -187,20 +187,7 @@ admin:
 %s`, upstream, extra)
 }
 
-func roundTrip(c net.Conn, msg string) error {
-	if _, err := c.Write([]byte(msg)); err != nil {
-		return err
-	}
-	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	got := make([]byte, len(msg))
-	if _, err := io.ReadFull(c, got); err != nil {
-		return err
-	}
-	if string(got) != msg {
-		return fmt.Errorf("echo mismatch: %q", got)
-	}
-	return nil
-}
+func roundTrip(c net.Conn, msg string) error { return testnet.RoundTrip(c, msg) }
 
 // Acceptance 9: SIGTERM with active sessions: they complete, new connects
 // are refused at once, exit code 0.

@@ -377,16 +377,7 @@ func TestFailedUpgradeKeepsMovedListener(t *testing.T) {
 	}
 	waitFor(t, 20*time.Second, "the failed upgrade", func() bool { return strings.Contains(c.stderr.String(), "upgrade failed") })
 	for i := range 20 {
-		s, err := net.DialTimeout("tcp", c.addr, 2*time.Second)
-		if err == nil {
-			_ = s.SetDeadline(time.Now().Add(5 * time.Second))
-			_, err = io.ReadFull(s, make([]byte, 1))
-			if err == nil {
-				err = roundTrip(s, "still here")
-			}
-			s.Close()
-		}
-		if err != nil {
+		if err := tagSession(c.addr, "still here"); err != nil {
 			t.Fatalf("session %d on the old address after the failed upgrade: %v", i, err)
 		}
 	}
@@ -414,16 +405,7 @@ func TestSIGTERMDuringUpgrade(t *testing.T) {
 	newPID := readPID(pidFile)
 	if newPID != oldPID && processAlive(newPID) {
 		t.Cleanup(func() { stopPID(t, newPID) })
-		s, err := net.DialTimeout("tcp", c.addr, 2*time.Second)
-		if err == nil {
-			_ = s.SetDeadline(time.Now().Add(5 * time.Second))
-			_, err = io.ReadFull(s, make([]byte, 1))
-			if err == nil {
-				err = roundTrip(s, "served by the successor")
-			}
-			s.Close()
-		}
-		if err != nil {
+		if err := tagSession(c.addr, "served by the successor"); err != nil {
 			t.Fatalf("the successor %d is running but does not serve: %v", newPID, err)
 		}
 		t.Logf("the successor got ready first and serves")
@@ -445,4 +427,19 @@ func freeAddr(t *testing.T) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// tagSession is one session through a relay to a tagEcho upstream: connect,
+// read the tag, echo msg.
+func tagSession(addr, msg string) error {
+	s, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	_ = s.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(s, make([]byte, 1)); err != nil {
+		return fmt.Errorf("tag: %w", err)
+	}
+	return roundTrip(s, msg)
 }

@@ -1,15 +1,10 @@
 package httpconnect
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"net/netip"
-	"os/exec"
 	"sync"
 	"testing"
 	"time"
@@ -89,21 +84,11 @@ func (m *miniProxy) serve(c net.Conn) {
 	defer up.Close()
 	m.record(buf[:n], nil)
 	c.Write([]byte(Established))
-	up.Write(buf[n:])
-	go func() { io.Copy(up, c); up.(*net.TCPConn).CloseWrite() }()
-	io.Copy(c, up)
+	testnet.Splice(c, up, buf[n:])
 }
 
 func TestCurl(t *testing.T) {
-	curl, err := exec.LookPath("curl")
-	if err != nil {
-		t.Skip("curl not installed")
-	}
-	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, "hello via connect\n")
-	}))
-	defer web.Close()
-	webPort := web.Listener.Addr().(*net.TCPAddr).Port
+	webPort := testnet.PageServer(t, "hello via connect\n")
 	names := map[string]netip.Addr{"example.test": netip.MustParseAddr("127.0.0.1")}
 	open := startMini(t, Config{}, names)
 	locked := startMini(t, Config{Verify: creds(t)}, names)
@@ -135,16 +120,7 @@ func TestCurl(t *testing.T) {
 			tc.srv.mu.Lock()
 			before := len(tc.srv.errs)
 			tc.srv.mu.Unlock()
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			out, err := exec.CommandContext(ctx, curl, append([]string{"-sS", "--max-time", "20"}, tc.args...)...).Output()
-			code := 0
-			var ee *exec.ExitError
-			if errors.As(err, &ee) {
-				code = ee.ExitCode()
-			} else if err != nil {
-				t.Fatal(err)
-			}
+			out, code := testnet.Curl(t, tc.args...)
 			// -1: the outcome depends on whether this host has ::1; only the head is asserted.
 			if tc.code >= 0 && (code != tc.code || string(out) != tc.out) {
 				t.Fatalf("curl exit %d output %q; want %d %q", code, out, tc.code, tc.out)

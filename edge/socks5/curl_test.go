@@ -1,16 +1,11 @@
 package socks5
 
 import (
-	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"net/netip"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -95,36 +90,13 @@ func (m *miniServer) serve(c net.Conn) {
 	defer up.Close()
 	m.record(raw, nil)
 	c.Write(AppendReply(nil, Succeeded, up.LocalAddr().(*net.TCPAddr).AddrPort()))
-	up.Write(buf) // pipelined payload
-	go func() { io.Copy(up, c); up.(*net.TCPConn).CloseWrite() }()
-	io.Copy(c, up)
+	testnet.Splice(c, up, buf) // buf: pipelined payload
 }
 
 func TestCurl(t *testing.T) {
-	curl, err := exec.LookPath("curl")
-	if err != nil {
-		t.Skip("curl not installed")
-	}
-	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, "hello via socks\n")
-	}))
-	defer web.Close()
-	webPort := web.Listener.Addr().(*net.TCPAddr).Port
+	webPort := testnet.PageServer(t, "hello via socks\n")
 	names := map[string]netip.Addr{"example.test": netip.MustParseAddr("127.0.0.1")}
-
-	run := func(args ...string) (string, int) {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		out, err := exec.CommandContext(ctx, curl, append([]string{"-sS", "--max-time", "20"}, args...)...).CombinedOutput()
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return string(out), ee.ExitCode()
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(out), 0
-	}
+	run := func(args ...string) (string, int) { return testnet.Curl(t, args...) }
 
 	noAuth := startMini(t, Config{}, names)
 	withAuth := startMini(t, Config{Verify: creds(t)}, names)

@@ -4,10 +4,14 @@
 package testnet
 
 import (
+	"fmt"
+	"io"
+	"net"
 	"net/netip"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -91,4 +95,41 @@ func CountFDs(t testing.TB) int {
 		}
 	}
 	return n
+}
+
+// RoundTrip writes msg to c and reads it back (an echo upstream behind a
+// relay), waiting at most 10 s.
+func RoundTrip(c net.Conn, msg string) error {
+	if _, err := io.WriteString(c, msg); err != nil {
+		return err
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, got); err != nil {
+		return err
+	}
+	if string(got) != msg {
+		return fmt.Errorf("echo mismatch: %q", got)
+	}
+	return nil
+}
+
+// RefusedAddr returns 127.0.0.1:port of a TCP socket that is bound and never
+// listens, held for the whole test: connects to it are refused, and nothing
+// else can be handed the port meanwhile (a closed port could be).
+func RefusedAddr(t testing.TB) netip.AddrPort {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(sa.(*unix.SockaddrInet4).Port))
 }

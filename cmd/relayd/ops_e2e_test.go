@@ -228,16 +228,8 @@ func TestUpgradeUnderLoad(t *testing.T) {
 		go longSession(c.addr, 30, 100*time.Millisecond, res)
 	}
 	ch := startChurn(c.addr, 8)
-	time.Sleep(300 * time.Millisecond)
-	if err := c.cmd.Process.Signal(syscall.SIGUSR2); err != nil {
-		t.Fatal(err)
-	}
-	var newPID int
-	waitFor(t, 20*time.Second, "new pid in the pid file", func() bool {
-		newPID = readPID(pidFile)
-		return newPID != 0 && newPID != oldPID
-	})
-	t.Cleanup(func() { stopPID(t, newPID) })
+	waitFor(t, 10*time.Second, "churn through the old process", func() bool { return ch.ok.Load() > 50 })
+	newPID := upgrade(t, c, pidFile)
 	// The old process drains its long sessions, then exits 0 by itself.
 	code, _ := c.wait(t, 40*time.Second)
 	if code != 0 {
@@ -330,15 +322,7 @@ func TestUpgradeToFewerSockets(t *testing.T) {
 			if err := os.WriteFile(c.cfgFile, []byte(yaml(tc.to)), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			if err := c.cmd.Process.Signal(syscall.SIGUSR2); err != nil {
-				t.Fatal(err)
-			}
-			var newPID int
-			waitFor(t, 20*time.Second, "new pid in the pid file", func() bool {
-				newPID = readPID(pidFile)
-				return newPID != 0 && newPID != oldPID
-			})
-			t.Cleanup(func() { stopPID(t, newPID) })
+			upgrade(t, c, pidFile)
 			if code, _ := c.wait(t, 30*time.Second); code != 0 {
 				t.Fatalf("old relayd exit code %d", code)
 			}
@@ -442,4 +426,21 @@ func tagSession(addr, msg string) error {
 		return fmt.Errorf("tag: %w", err)
 	}
 	return roundTrip(s, msg)
+}
+
+// upgrade sends c SIGUSR2 and waits for the successor's PID in pidFile; the
+// successor is stopped at the end of the test.
+func upgrade(t *testing.T, c *child, pidFile string) int {
+	t.Helper()
+	oldPID := c.cmd.Process.Pid
+	if err := c.cmd.Process.Signal(syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	var newPID int
+	waitFor(t, 20*time.Second, "new pid in the pid file", func() bool {
+		newPID = readPID(pidFile)
+		return newPID != 0 && newPID != oldPID
+	})
+	t.Cleanup(func() { stopPID(t, newPID) })
+	return newPID
 }

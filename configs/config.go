@@ -37,9 +37,10 @@ type Listener struct {
 	// Balance picks the first upstream for a session: BalanceRoundRobin
 	// (default) or BalanceLeastConn.
 	Balance string `mapstructure:"balance"`
-	// Retries is how many further upstreams (the next ones in the list) a
-	// session tries after a failed connect. Default len(Upstreams)-1, at most
-	// 3; 0 means no failover.
+	// Retries is how many further connect attempts a session makes after a
+	// failed one, each to the next upstream in the list, wrapping around (so
+	// with one upstream a retry reconnects to it). Default len(Upstreams)-1,
+	// at most 3; 0 means no failover.
 	Retries int `mapstructure:"retries"`
 	// Mode is ModeForward (default: relay to Upstreams), ModeSOCKS5 or
 	// ModeHTTPConnect (the client names its target, checked by Policy;

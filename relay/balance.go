@@ -27,9 +27,12 @@ func newUpstreams(addrs []netip.AddrPort, leastConn bool, tries int) *upstreams 
 		r = append(r, addrs[:i]...)
 		u.rot[i] = r
 	}
-	if u.tries <= 0 || u.tries > n {
-		u.tries = n
+	if u.tries <= 0 {
+		u.tries = n // one attempt per upstream
 	}
+	// More tries than upstreams wrap around the list (the connector's
+	// Request.Tries does): retries: 3 with one upstream reconnects to it
+	// three more times rather than silently not at all.
 	return u
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/relayd/relayd/connector"
 	"github.com/relayd/relayd/edge/policy"
+	"github.com/relayd/relayd/internal/testnet"
 	"github.com/relayd/relayd/relay"
 )
 
@@ -61,4 +62,20 @@ func TestUpdateKeepsSourceLimits(t *testing.T) {
 	}
 	hold(3)
 	refused(3)
+}
+
+// Review C15: retries beyond the number of upstreams wrap around the list
+// (the config allows up to 16): with one refusing upstream and 3 tries, every
+// session is refused three times before it is closed as refused.
+func TestTriesWrapAroundUpstreams(t *testing.T) {
+	refused := testnet.RefusedAddr(t)
+	f := startRelay(t, []string{refused.String()}, func(_ *relay.Config, _ *connector.Config, lc *relay.ListenerConfig) {
+		lc.Tries = 3
+	})
+	c := dial(t, f.addr)
+	expectClosed(t, c)
+	waitStat(t, f.srv, "refused", closedIs(relay.ReasonRefused, 1))
+	if ps := f.pool.Stats(); ps.Failures[connector.ClassRefused] != 3 || ps.Attempts != 3 {
+		t.Fatalf("%d attempts, %d refused; want 3 and 3", ps.Attempts, ps.Failures[connector.ClassRefused])
+	}
 }

@@ -79,15 +79,15 @@ type EdgeStats struct {
 // close reasons (rejected_acl, policy_denied, auth_failed ...) are in Stats.
 func (s *Server) EdgeStats() map[string]EdgeStats {
 	s.mu.Lock()
-	lns := append(s.retired[:len(s.retired):len(s.retired)], s.listeners...)
+	lcs := s.counters()
 	s.mu.Unlock()
-	out := make(map[string]EdgeStats, len(lns))
-	for _, ln := range lns {
-		e := ln.config().edge
+	out := make(map[string]EdgeStats, len(lcs))
+	for _, lc := range lcs {
+		e := lc.edge
 		if e == nil {
 			continue
 		}
-		es, ok := out[ln.cfg.Name]
+		es, ok := out[lc.name]
 		if !ok {
 			es = EdgeStats{PolicyDenied: map[string]uint64{}, SourceRejected: map[string]uint64{}}
 		}
@@ -99,7 +99,7 @@ func (s *Server) EdgeStats() map[string]EdgeStats {
 			es.SourceRejected[k] += v
 		}
 		e.mu.Unlock()
-		out[ln.cfg.Name] = es
+		out[lc.name] = es
 	}
 	return out
 }

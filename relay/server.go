@@ -26,12 +26,11 @@ type listener struct {
 	addr        netip.AddrPort                 // bound address (port resolved)
 	ups         atomic.Pointer[upstreams]
 	maxSessions atomic.Int64
-	active      atomic.Int64
-	st          listenerCounters
+	st          *listenerCounters // its own allocation: Server.retired keeps it alone
 	socks       []*lsock
 }
 
-func (ln *listener) release() { ln.active.Add(-1) }
+func (ln *listener) release() { ln.st.active.Add(-1) }
 
 // config returns the listener's current settings; a session keeps the one
 // it started with.
@@ -46,7 +45,7 @@ type Server struct {
 
 	mu        sync.Mutex // guards listeners, retired, started, closed
 	listeners []*listener
-	retired   []*listener // removed at run time; kept for their counters
+	retired   []*listenerCounters // of listeners removed at run time (counters never go down)
 	started   bool
 	closed    bool
 
@@ -114,7 +113,7 @@ func (s *Server) AddListener(lc ListenerConfig) (netip.AddrPort, error) {
 			return netip.AddrPort{}, fmt.Errorf("relay: listener %q exists", lc.Name)
 		}
 	}
-	ln := &listener{cfg: lc}
+	ln := &listener{cfg: lc, st: &listenerCounters{name: lc.Name, edge: lc.edge.edgeCounts}}
 	ln.lc.Store(&ln.cfg)
 	ln.ups.Store(newUpstreams(lc.Upstreams, lc.LeastConn, lc.Tries))
 	ln.maxSessions.Store(int64(lc.MaxSessions))
@@ -156,6 +155,7 @@ func (s *Server) AddListener(lc ListenerConfig) (netip.AddrPort, error) {
 		ln.socks = append(ln.socks, &lsock{fd: fd, ln: ln, loop: s.loops[i%n]})
 	}
 	ln.addr = addr
+	ln.st.addr = addr
 	if s.started {
 		// Running loops register their socket themselves: the loop owns it.
 		for _, ls := range ln.socks {
@@ -261,14 +261,14 @@ func (s *Server) admit(l *loop, ln *listener, fd int, client netip.AddrPort) {
 	} else if m <= 0 {
 		s.active.Add(1)
 	}
-	if m := ln.maxSessions.Load(); m > 0 && ln.active.Add(1) > m {
-		ln.active.Add(-1)
+	if m := ln.maxSessions.Load(); m > 0 && ln.st.active.Add(1) > m {
+		ln.st.active.Add(-1)
 		s.active.Add(-1)
 		l.reject(fd, ReasonRejectedLimit)
 		ln.st.closed[ReasonRejectedLimit].Add(1)
 		return
 	} else if m <= 0 {
-		ln.active.Add(1)
+		ln.st.active.Add(1)
 	}
 	sess := &session{loop: l, ln: ln, client: client, c: endpoint{fd: fd}}
 	if !s.cfg.Reuseport && len(s.loops) > 1 {
@@ -309,22 +309,32 @@ func (s *Server) Stats() Stats {
 	st.Listeners = make(map[string]ListenerStats, len(s.listeners))
 	// Removed listeners still count (their sessions may run on, and
 	// counters must never go down); a re-added name adds up.
-	for _, ln := range append(s.retired[:len(s.retired):len(s.retired)], s.listeners...) {
-		ls, ok := st.Listeners[ln.cfg.Name]
+	for _, lc := range s.counters() {
+		ls, ok := st.Listeners[lc.name]
 		if !ok {
 			ls.Closed = make(map[string]uint64, numReasons)
 		}
-		ls.Addr = ln.addr
-		ls.Active += ln.active.Load()
-		ls.Accepted += ln.st.accepted.Load()
-		ls.BytesUp += ln.st.bytesUp.Load()
-		ls.BytesDown += ln.st.bytesDown.Load()
-		for i := range ln.st.closed {
-			ls.Closed[reasonNames[i]] += ln.st.closed[i].Load()
+		ls.Addr = lc.addr
+		ls.Active += lc.active.Load()
+		ls.Accepted += lc.accepted.Load()
+		ls.BytesUp += lc.bytesUp.Load()
+		ls.BytesDown += lc.bytesDown.Load()
+		for i := range lc.closed {
+			ls.Closed[reasonNames[i]] += lc.closed[i].Load()
 		}
-		st.Listeners[ln.cfg.Name] = ls
+		st.Listeners[lc.name] = ls
 	}
 	return st
+}
+
+// counters returns the counters of every listener, removed ones first (a
+// re-added name adds up). Caller holds s.mu.
+func (s *Server) counters() []*listenerCounters {
+	out := append([]*listenerCounters(nil), s.retired...)
+	for _, ln := range s.listeners {
+		out = append(out, ln.st)
+	}
+	return out
 }
 
 // Update applies a new configuration to the running listener of the same
@@ -378,7 +388,7 @@ func (s *Server) RemoveListener(name string) error {
 		if o.cfg.Name == name {
 			ln = o
 			s.listeners = append(s.listeners[:i:i], s.listeners[i+1:]...)
-			s.retired = append(s.retired, ln)
+			s.retired = append(s.retired, ln.st)
 			break
 		}
 	}

@@ -85,10 +85,16 @@ type counters struct {
 	queued       atomic.Int64  // tasks posted to the loop and not yet run (connect results, hand-overs, name answers)
 }
 
-// listenerCounters are shared by the loops that accept for one listener.
-// Bytes are added when a session ends (the loop counters are the live ones),
-// so the hot path touches no cache line shared between loops.
+// listenerCounters are one listener's counters, shared by the loops that
+// accept for it. Bytes are added when a session ends (the loop counters are
+// the live ones). A removed listener's counters outlive it in
+// Server.retired (counters never go down), apart from the listener itself,
+// whose settings and limiter table can then be collected.
 type listenerCounters struct {
+	name      string
+	addr      netip.AddrPort // bound address
+	edge      *edgeCounts    // refusals by rule; nil until the listener is added
+	active    atomic.Int64   // live sessions (the per-listener cap)
 	accepted  atomic.Uint64
 	closed    [numReasons]atomic.Uint64
 	bytesUp   atomic.Uint64

@@ -51,9 +51,10 @@ const (
 
 // ListenerConfig is one listening address and where its sessions go.
 //
-// The edge settings (Mode and below FDs) are fixed when the listener is
-// added: Server.Update swaps upstreams and caps only. Every session reads
-// them from its listener when it starts.
+// Server.Update swaps every setting but Name and Addr on a running
+// listener, the edge settings (Mode and below FDs) included. A session
+// takes the settings it lives by when it starts and keeps them, whatever a
+// later Update does.
 type ListenerConfig struct {
 	Name        string
 	Addr        netip.AddrPort

@@ -69,7 +69,9 @@ const (
 
 var acceptErrNames = [numAcceptErrs]string{"emfile", "enfile", "enobufs", "other"}
 
-// counters is written only by the owning loop and read by Stats from any
+// counters is written by the owning loop — except queued, which the
+// goroutines that post tasks to the loop increment (connector workers, the
+// resolver, another loop handing over a session) — and read by Stats from any
 // goroutine, hence atomics without contention.
 type counters struct {
 	accepted     atomic.Uint64

@@ -15,5 +15,9 @@
 // for concurrent use; it belongs to the goroutine that drives it, and so do
 // its timers.
 //
-// Model: nats-server's server/thw.
+// Model: nats-server's server/thw, with two deliberate differences: timers
+// are intrusive (thw keeps a map of ids per slot, which allocates), and
+// there is no next-expiry query yet (thw tracks its lowest deadline), so an
+// owner cannot sleep until the next deadline and ticks while any timer is
+// armed instead.
 package timeout

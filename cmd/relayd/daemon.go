@@ -97,9 +97,8 @@ func listenerConfig(l configs.Listener) (relay.ListenerConfig, error) {
 	return lc, applyEdge(&lc, l)
 }
 
-// normalizeListen turns ":7000" (all addresses) into "[::]:7000"… no: into
-// 0.0.0.0:7000, which is what an operator typing ":7000" expects on a host
-// that may have IPv6 disabled.
+// normalizeListen turns ":7000" (all addresses) into 0.0.0.0:7000: all IPv4
+// addresses, which works on a host with IPv6 disabled, where [::] would not.
 func normalizeListen(s string) string {
 	if len(s) > 0 && s[0] == ':' {
 		return "0.0.0.0" + s

@@ -27,7 +27,7 @@ type Dialer interface {
 
 // Config configures a Server. Zero values are safe defaults for the internet.
 type Config struct {
-	Loops       int           // relay event loops; 0 = runtime.NumCPU()
+	Loops       int           // relay event loops; 0 = runtime.GOMAXPROCS(0), the CPUs this process may use (affinity, cgroup quota), as the daemon's relay.loops
 	BufferSize  int           // bytes per direction per session in flight; 0 = 32 KiB
 	IdleTimeout time.Duration // no byte either way; 0 = 5 min
 	FinTimeout  time.Duration // a half-closed session's life; 0 = 30 s
@@ -112,7 +112,7 @@ func (c *Config) withDefaults() (Config, error) {
 		return cfg, errors.New("relay: negative value in Config")
 	}
 	if cfg.Loops == 0 {
-		cfg.Loops = runtime.NumCPU()
+		cfg.Loops = max(1, runtime.GOMAXPROCS(0))
 	}
 	if cfg.BufferSize == 0 {
 		cfg.BufferSize = 32 << 10

@@ -59,14 +59,17 @@ func (e *edgeCounts) countRejected(rule string) {
 	e.mu.Unlock()
 }
 
-// maybeSweep lets one session every sweepEvery drop the limiter's idle
-// sources, so its table does not fill with sources long gone.
+// maybeSweep lets one session every sweepEvery/NumShards drop the idle
+// sources of one shard of the limiter, so the whole table is swept every
+// sweepEvery without a relay loop ever holding more than one shard lock
+// over one shard's entries (a full sweep at 65,536 sources held the other
+// loops' Acquire calls for milliseconds).
 func (e *edgeCounts) maybeSweep(lim *policy.SourceLimiter, now time.Time) {
 	last := e.lastSweep.Load()
-	if now.UnixNano()-last < int64(sweepEvery) || !e.lastSweep.CompareAndSwap(last, now.UnixNano()) {
+	if now.UnixNano()-last < int64(sweepEvery/policy.NumShards) || !e.lastSweep.CompareAndSwap(last, now.UnixNano()) {
 		return
 	}
-	lim.Sweep(now)
+	lim.SweepShards(1, now)
 }
 
 // EdgeStats is one listener's refusal counters by rule.

@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -124,6 +125,7 @@ type SourceLimiter struct {
 	perShard int
 	seed     maphash.Seed
 	epoch    time.Time
+	cursor   atomic.Uint32 // SweepShards' next shard
 	shards   [limiterShards]limiterShard
 }
 
@@ -305,12 +307,18 @@ func (l *SourceLimiter) Release(ip netip.Addr, now time.Time) {
 	sh.m[k] = e
 }
 
-// evictLocked makes room in a full shard: it drops an idle source if one is
-// found among a bounded sample, else the first source with no session
-// (losing its rate history, the lesser evil). Sources with sessions stay.
+// evictLocked makes room in a full shard: it drops an idle source (no
+// session, full bucket) if one is found among a bounded sample, else the
+// sessionless source with the most tokens, as long as it could still open a
+// session (at least one token): forgetting it costs the least rate history.
+// A source in rate debt (below one token, or penalized for failed logins)
+// is never evicted: that would wash its penalty, and a client that can fill
+// a shard from many addresses (IPv6 /64s) could do it at will. Sources with
+// sessions stay. With nothing to evict, the new source is refused.
 func (l *SourceLimiter) evictLocked(sh *limiterShard, now int64) bool {
 	const sample = 64
 	var victim netip.Addr
+	best := 1.0 // the least a victim must hold
 	found := false
 	i := 0
 	for k, e := range sh.m {
@@ -325,8 +333,8 @@ func (l *SourceLimiter) evictLocked(sh *limiterShard, now int64) bool {
 			delete(sh.m, k)
 			return true
 		}
-		if !found {
-			victim, found = k, true
+		if l.cfg.Rate == 0 || e.tokens >= best {
+			victim, best, found = k, e.tokens, true
 		}
 	}
 	if found {
@@ -336,24 +344,44 @@ func (l *SourceLimiter) evictLocked(sh *limiterShard, now int64) bool {
 }
 
 // Sweep forgets every idle source (no session, bucket refilled) and returns
-// how many it dropped. Call it now and then (every few seconds) from any one
-// goroutine; it holds one shard lock at a time.
+// how many it dropped; it holds one shard lock at a time.
 func (l *SourceLimiter) Sweep(now time.Time) int {
-	t := int64(now.Sub(l.epoch))
 	n := 0
 	for i := range l.shards {
-		sh := &l.shards[i]
-		sh.mu.Lock()
-		for k, e := range sh.m {
-			l.refill(&e, t)
-			if l.idle(&e) {
-				delete(sh.m, k)
-				n++
-			} else {
-				sh.m[k] = e
-			}
+		n += l.sweepShard(i, now)
+	}
+	return n
+}
+
+// SweepShards sweeps the next k of the limiter's shards (round-robin over
+// calls) and returns how many idle sources it dropped. A caller on an event
+// loop sweeps a bounded slice per call — one shard holds at most
+// MaxSources/32 entries — rather than the whole table at once.
+func (l *SourceLimiter) SweepShards(k int, now time.Time) int {
+	n := 0
+	for range min(k, limiterShards) {
+		n += l.sweepShard(int(l.cursor.Add(1)%limiterShards), now)
+	}
+	return n
+}
+
+// NumShards is the number of shards SweepShards cycles through.
+const NumShards = limiterShards
+
+func (l *SourceLimiter) sweepShard(i int, now time.Time) int {
+	t := int64(now.Sub(l.epoch))
+	n := 0
+	sh := &l.shards[i]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	for k, e := range sh.m {
+		l.refill(&e, t)
+		if l.idle(&e) {
+			delete(sh.m, k)
+			n++
+		} else {
+			sh.m[k] = e
 		}
-		sh.mu.Unlock()
 	}
 	return n
 }

@@ -196,3 +196,83 @@ func BenchmarkLimiter(b *testing.B) {
 		l.Release(ip, t0)
 	}
 }
+
+// sameShard returns n addresses of 10.0.0.0/8 that the limiter puts in one
+// shard.
+func sameShard(l *SourceLimiter, n int) []netip.Addr {
+	var out []netip.Addr
+	var want *limiterShard
+	for i := 1; len(out) < n; i++ {
+		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		sh := l.shard(l.key(a))
+		if want == nil {
+			want = sh
+		}
+		if sh == want {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// Review C12: a full shard never evicts a source in rate debt (its penalty
+// would be washed by filling the shard from other addresses); it refuses the
+// newcomer instead. A source that can still open a session is evicted.
+func TestEvictionKeepsRateDebt(t *testing.T) {
+	now := time.Unix(1000, 0)
+	l, err := NewSourceLimiter(LimiterConfig{Rate: 1, Burst: 1, MaxSources: limiterShards}, now) // one entry per shard
+	if err != nil {
+		t.Fatal(err)
+	}
+	ips := sameShard(l, 2)
+	a, b := ips[0], ips[1]
+	if _, ok := l.Acquire(a, now); !ok {
+		t.Fatal("first session of a refused")
+	}
+	l.Release(a, now)     // a: no session, its one token spent
+	l.Penalize(a, 1, now) // and a failed login on top (no-op without an entry; a has one)
+	if rule, ok := l.Acquire(b, now); ok || rule != RuleSourceTableFul {
+		t.Fatalf("b got in by evicting a, who is in rate debt (rule %q)", rule)
+	}
+	if rule, ok := l.Acquire(a, now); ok || rule != RuleSourceRate {
+		t.Fatalf("a's debt was washed (ok %v rule %q)", ok, rule)
+	}
+	// Three seconds on, a's bucket is full again: a is idle and makes room.
+	later := now.Add(3 * time.Second)
+	if _, ok := l.Acquire(b, later); !ok {
+		t.Fatal("b refused although a's bucket refilled")
+	}
+}
+
+// SweepShards walks the table a slice at a time: after NumShards calls of
+// one shard each, every idle source is gone, as after one Sweep.
+func TestSweepShardsCoversTable(t *testing.T) {
+	now := time.Unix(1000, 0)
+	l, err := NewSourceLimiter(LimiterConfig{Rate: 10, Burst: 10}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 500
+	for i := range n {
+		a := netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)})
+		if _, ok := l.Acquire(a, now); !ok {
+			t.Fatal(i)
+		}
+		l.Release(a, now) // a token short of full: kept until refilled
+	}
+	if got := l.Len(); got != n {
+		t.Fatalf("%d sources tracked, want %d", got, n)
+	}
+	later := now.Add(time.Second) // every bucket full again
+	dropped := 0
+	for range NumShards - 1 {
+		dropped += l.SweepShards(1, later)
+	}
+	if dropped == n || l.Len() == 0 {
+		t.Fatalf("%d shard sweeps dropped everything: not one shard per call", NumShards-1)
+	}
+	dropped += l.SweepShards(1, later)
+	if dropped != n || l.Len() != 0 {
+		t.Fatalf("%d shard sweeps dropped %d of %d (left %d)", NumShards, dropped, n, l.Len())
+	}
+}

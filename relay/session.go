@@ -632,6 +632,12 @@ func (s *session) close(reason Reason, rst bool) {
 		// No epoll Delete: the close that follows this event round removes
 		// the registration, and until then l.fds no longer leads to s, so a
 		// late event for the fd is dropped (two epoll_ctl saved per session).
+		// Precondition: the close drops the last reference to the open file.
+		// While a fork for an upgrade is between clone and exec, the child
+		// holds a second one, the registration outlives the number, and a
+		// new socket given the same number can see events meant for the old
+		// one. Every handler tolerates that by design — a read or write that
+		// returns EAGAIN, an empty flush — so keep them tolerant (review C14).
 		ep.ev = 0
 		l.fds[ep.fd] = fdRef{}
 		if rst {

@@ -35,9 +35,13 @@ type Request struct {
 	Attempts int            // connect attempts made
 	Latency  time.Duration  // from Submit to completion
 
-	// state is the only field touched by goroutines other than the owning
-	// worker: phase (idle/queued/inflight/done) plus the canceled bit.
+	// state is touched by goroutines other than the owning worker: phase
+	// (idle/queued/inflight/done) plus the canceled bit.
 	state atomic.Uint32
+	// slot is the worker slot while in flight (nil otherwise), written by
+	// the worker; atomic because a canceled request may be reused and
+	// started by another worker while the first still checks it.
+	slot atomic.Pointer[slot]
 
 	// Set by Submit before the request is published to the worker.
 	w     *worker
@@ -67,6 +71,7 @@ func (r *Request) Reset() {
 	r.FD, r.Addr, r.Err, r.Attempts, r.Latency = -1, netip.AddrPort{}, nil, 0, 0
 	r.w, r.start, r.prev, r.next, r.inQueue = nil, time.Time{}, nil, nil, false
 	r.state.Store(phaseIdle)
+	r.slot.Store(nil)
 }
 
 // Cancel tells the connector the client went away. If r is still queued it
@@ -98,8 +103,8 @@ func (r *Request) Cancel() {
 		w.p.queued.Add(-1)
 		r.next, w.cancels = w.cancels, r
 	} else {
-		// Taken by the worker (or just completed): it scans its slots.
-		w.scan = true
+		// Taken by the worker (or just completed): it finds the slot.
+		w.inflightCancels = append(w.inflightCancels, r)
 	}
 	post := !w.posted && !w.closed
 	w.posted = w.posted || post

@@ -46,7 +46,7 @@ type worker struct {
 	cancels *Request // canceled while queued, waiting for the worker to complete them
 	posted  bool     // a wake task is on the loop's queue and has not started
 	full    bool     // no free slot: the worker pulls from the FIFO as slots free, Submit need not wake it
-	scan    bool     // an in-flight request was canceled: scan the slots
+	inflightCancels []*Request // canceled while in flight; the worker finds each one's slot (mu)
 	closed  bool     // Close was called, or the loop ended: Submit refuses
 
 	// Loop goroutine only.
@@ -120,8 +120,8 @@ func (w *worker) wake(any) error {
 	w.posted = false
 	c := w.cancels
 	w.cancels = nil
-	scan := w.scan
-	w.scan = false
+	ic := w.inflightCancels
+	w.inflightCancels = nil
 	w.mu.Unlock()
 	for c != nil {
 		next := c.next
@@ -129,17 +129,21 @@ func (w *worker) wake(any) error {
 		w.complete(c, -1, ErrCanceled)
 		c = next
 	}
-	if scan {
-		for i := range w.slots {
-			s := &w.slots[i]
-			if s.r != nil && s.r.state.Load()&canceledBit != 0 {
-				if fd := s.fd; fd >= 0 {
-					w.unregister(s)
-					w.closeLater(fd)
-				}
-				w.finish(s, -1, ErrCanceled)
-			}
+	// In-flight cancels: each request names the slot it was started in,
+	// so this costs one check per cancel, not a scan of every slot (up to
+	// MaxInflight per wake under an abandon storm). The checks make a stale
+	// entry harmless: a request that finished meanwhile has no slot, and one
+	// that was reused since is in another slot, or not canceled.
+	for _, r := range ic {
+		s := r.slot.Load()
+		if s == nil || s.w != w || s.r != r || r.state.Load()&canceledBit == 0 {
+			continue
 		}
+		if fd := s.fd; fd >= 0 {
+			w.unregister(s)
+			w.closeLater(fd)
+		}
+		w.finish(s, -1, ErrCanceled)
 	}
 	w.pull()
 	return nil
@@ -198,6 +202,7 @@ func (w *worker) start(r *Request) {
 	s := w.free[len(w.free)-1]
 	w.free = w.free[:len(w.free)-1]
 	s.r, s.fd, s.lastErr = r, -1, nil
+	r.slot.Store(s)
 	s.tries = r.Tries
 	if s.tries <= 0 {
 		s.tries = len(r.Addrs)
@@ -355,6 +360,7 @@ func (w *worker) closeLater(fd int) { w.loop.CloseAfterRound(fd) }
 func (w *worker) finish(s *slot, fd int, err error) {
 	r := s.r
 	s.r, s.lastErr = nil, nil
+	r.slot.Store(nil)
 	w.free = append(w.free, s)
 	w.freed = true
 	w.st.inflight.Add(-1)

@@ -25,6 +25,7 @@ type daemon struct {
 	addrs map[string]netip.AddrPort
 	fds   fdHandoff   // nil: no upgrade support (demo, tests)
 	ready atomic.Bool // listeners bound and not draining (/readyz)
+	edge  edgeShared  // resolver and own addresses for the edge listeners
 }
 
 // fdHandoff passes listening sockets between an old and a new relayd
@@ -76,7 +77,7 @@ func sessionCapWarning(c *configs.Config) string {
 		c.Limits.MaxSessions, 2*max(limit, capacity)+c.FDReserve(), nofile(), capacity)
 }
 
-func listenerConfig(l configs.Listener) (relay.ListenerConfig, error) {
+func listenerConfig(edge *edgeShared, l configs.Listener) (relay.ListenerConfig, error) {
 	lc := relay.ListenerConfig{
 		Name:        l.Name,
 		LeastConn:   l.Balance == configs.BalanceLeastConn,
@@ -94,7 +95,7 @@ func listenerConfig(l configs.Listener) (relay.ListenerConfig, error) {
 		}
 		lc.Upstreams = append(lc.Upstreams, ap)
 	}
-	return lc, applyEdge(&lc, l)
+	return lc, edge.apply(&lc, l)
 }
 
 // normalizeListen turns ":7000" (all addresses) into 0.0.0.0:7000: all IPv4
@@ -108,7 +109,7 @@ func normalizeListen(s string) string {
 
 func newDaemon(cfg *configs.Config, log *logging.Logger, fds fdHandoff) (*daemon, error) {
 	d := &daemon{cfg: cfg, log: log, fds: fds}
-	setupEdge(cfg) // edge.go: resolver settings, own addresses for the policies
+	d.edge.setup(cfg) // edge.go: resolver settings, own addresses for the policies
 	var err error
 	d.pool, err = connector.New(connector.Config{
 		Workers:        cfg.Connector.Workers,
@@ -140,7 +141,7 @@ func newDaemon(cfg *configs.Config, log *logging.Logger, fds fdHandoff) (*daemon
 // addListener binds (or inherits) a listener's sockets and publishes them
 // for a future upgrade.
 func (d *daemon) addListener(l configs.Listener) error {
-	lc, err := listenerConfig(l)
+	lc, err := listenerConfig(&d.edge, l)
 	if err != nil {
 		return err
 	}
@@ -188,7 +189,7 @@ func (d *daemon) shutdown(ctx context.Context) error {
 	d.log.Z().Info("relayd stopped", zap.Uint64("sessions", st.ClosedTotal()),
 		zap.Uint64("cut_at_shutdown", st.Closed[relay.ReasonShutdown.String()]))
 	_ = d.pool.Close()
-	closeEdge()
+	d.edge.close()
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return nil // cutting what was left at the deadline is the documented behaviour
 	}
@@ -202,5 +203,5 @@ func (d *daemon) close() {
 	if d.pool != nil {
 		_ = d.pool.Close()
 	}
-	closeEdge()
+	d.edge.close()
 }

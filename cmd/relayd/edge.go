@@ -17,51 +17,52 @@ import (
 
 // edgeShared is what the edge listeners of one daemon share: the name
 // resolver (started when the first socks5/http-connect listener needs it,
-// closed by closeEdge) and relayd's own listen addresses, which every
-// destination policy refuses.
-var edgeShared struct {
+// closed by close) and relayd's own listen addresses, which every
+// destination policy refuses. Each daemon has its own (two daemons in one
+// process, as in tests, must not share a resolver one of them closes).
+type edgeShared struct {
 	mu       sync.Mutex // guards all below
 	resCfg   resolve.Config
 	resolver *resolve.Resolver
 	self     []netip.AddrPort
 }
 
-// setupEdge takes the global settings the edge listeners need from the
-// config; newDaemon calls it before adding listeners.
-func setupEdge(c *configs.Config) {
-	edgeShared.mu.Lock()
-	defer edgeShared.mu.Unlock()
-	edgeShared.resCfg = resolve.Config{Workers: c.Resolver.Workers, Queue: c.Resolver.Queue, Timeout: c.Resolver.Timeout}
-	edgeShared.self = edgeShared.self[:0]
+// setup takes the global settings the edge listeners need from the config;
+// newDaemon calls it before adding listeners, reload with the new config.
+func (e *edgeShared) setup(c *configs.Config) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.resCfg = resolve.Config{Workers: c.Resolver.Workers, Queue: c.Resolver.Queue, Timeout: c.Resolver.Timeout}
+	e.self = e.self[:0]
 	for _, l := range c.Listeners {
 		if ap, err := netip.ParseAddrPort(normalizeListen(l.Listen)); err == nil && ap.Port() != 0 {
-			edgeShared.self = append(edgeShared.self, ap)
+			e.self = append(e.self, ap)
 		}
 	}
 }
 
-// closeEdge stops the resolver once the relay no longer uses it.
-func closeEdge() {
-	edgeShared.mu.Lock()
-	r := edgeShared.resolver
-	edgeShared.resolver = nil
-	edgeShared.mu.Unlock()
+// close stops the resolver once the relay no longer uses it.
+func (e *edgeShared) close() {
+	e.mu.Lock()
+	r := e.resolver
+	e.resolver = nil
+	e.mu.Unlock()
 	if r != nil {
 		r.Close()
 	}
 }
 
-func edgeResolver() (*resolve.Resolver, error) {
-	edgeShared.mu.Lock()
-	defer edgeShared.mu.Unlock()
-	if edgeShared.resolver == nil {
-		r, err := resolve.New(edgeShared.resCfg)
+func (e *edgeShared) getResolver() (*resolve.Resolver, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.resolver == nil {
+		r, err := resolve.New(e.resCfg)
 		if err != nil {
 			return nil, err
 		}
-		edgeShared.resolver = r
+		e.resolver = r
 	}
-	return edgeShared.resolver, nil
+	return e.resolver, nil
 }
 
 var proxyVersions = map[string]proxyproto.Version{
@@ -71,7 +72,7 @@ var proxyVersions = map[string]proxyproto.Version{
 // applyEdge maps a listener's edge settings (mode, PROXY protocol, ACLs,
 // per-source limits, destination policy) onto its relay config. The config
 // was validated, so errors here are about the world (an unreadable file).
-func applyEdge(lc *relay.ListenerConfig, l configs.Listener) error {
+func (e *edgeShared) apply(lc *relay.ListenerConfig, l configs.Listener) error {
 	fail := func(key string, err error) error { return fmt.Errorf("listener %s: %s: %w", l.Name, key, err) }
 	lc.Mode = l.Mode
 	lc.HandshakeTimeout = l.HandshakeTimeout
@@ -135,16 +136,16 @@ func applyEdge(lc *relay.ListenerConfig, l configs.Listener) error {
 	if err != nil {
 		return fail("policy", err)
 	}
-	edgeShared.mu.Lock()
-	for _, ap := range edgeShared.self {
+	e.mu.Lock()
+	for _, ap := range e.self {
 		pol.AddSelf(ap)
 	}
-	edgeShared.mu.Unlock()
+	e.mu.Unlock()
 	if lc.Addr.Port() != 0 {
 		pol.AddSelf(lc.Addr)
 	}
 	lc.Policy = pol // relay also refuses the listener's bound port (port 0 in the config)
-	if lc.Resolver, err = edgeResolver(); err != nil {
+	if lc.Resolver, err = e.getResolver(); err != nil {
 		return fail("resolver", err)
 	}
 	return nil

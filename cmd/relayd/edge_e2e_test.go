@@ -337,9 +337,10 @@ resolver: {workers: 1}
 	if err != nil {
 		t.Fatal(err)
 	}
-	setupEdge(cfg)
-	t.Cleanup(closeEdge)
-	lc, err := listenerConfig(cfg.Listeners[0])
+	var edge edgeShared
+	edge.setup(cfg)
+	t.Cleanup(edge.close)
+	lc, err := listenerConfig(&edge, cfg.Listeners[0])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -374,7 +375,7 @@ resolver: {workers: 1}
 			t.Errorf("Check(%s) = %s, want %s", ap, rule, want)
 		}
 	}
-	fwd, err := listenerConfig(cfg.Listeners[1])
+	fwd, err := listenerConfig(&edge, cfg.Listeners[1])
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -69,7 +69,7 @@ func (d *daemon) reload(next *configs.Config) (err error) {
 		d.cfg = &eff
 		d.addrs = d.relay.Addrs()
 	}()
-	setupEdge(next) // the policies' list of relayd's own addresses follows the new listeners
+	d.edge.setup(next) // the policies' list of relayd's own addresses follows the new listeners
 	d.log.SetAccess(next.Log.Access)
 	d.relay.SetTimeouts(next.Relay.IdleTimeout, next.Relay.FinTimeout)
 	d.relay.SetConnectTimeout(next.Connector.ConnectTimeout)
@@ -82,7 +82,7 @@ func (d *daemon) reload(next *configs.Config) (err error) {
 		o, ok := running[l.Name]
 		switch {
 		case ok && o.Listen == l.Listen:
-			lc, err := listenerConfig(l)
+			lc, err := listenerConfig(&d.edge, l)
 			if err == nil {
 				err = d.relay.Update(lc)
 			}

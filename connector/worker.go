@@ -40,14 +40,14 @@ type worker struct {
 	// mu guards the FIFO (head, tail, and the requests' prev/next/inQueue),
 	// the cancel list and the flags below. It is the only lock on the path,
 	// held for a few pointer moves.
-	mu      sync.Mutex
-	head    *Request
-	tail    *Request
-	cancels *Request // canceled while queued, waiting for the worker to complete them
-	posted  bool     // a wake task is on the loop's queue and has not started
-	full    bool     // no free slot: the worker pulls from the FIFO as slots free, Submit need not wake it
+	mu              sync.Mutex
+	head            *Request
+	tail            *Request
+	cancels         *Request   // canceled while queued, waiting for the worker to complete them
+	posted          bool       // a wake task is on the loop's queue and has not started
+	full            bool       // no free slot: the worker pulls from the FIFO as slots free, Submit need not wake it
 	inflightCancels []*Request // canceled while in flight; the worker finds each one's slot (mu)
-	closed  bool     // Close was called, or the loop ended: Submit refuses
+	closed          bool       // Close was called, or the loop ended: Submit refuses
 
 	// Loop goroutine only.
 	slots []slot

@@ -253,22 +253,16 @@ func (s *Server) Dead() <-chan error { return s.dead }
 // which loop. The accepting loop owns fd until it hands it over.
 func (s *Server) admit(l *loop, ln *listener, fd int, client netip.AddrPort) {
 	ln.st.accepted.Add(1)
-	if m := s.maxSessions.Load(); m > 0 && s.active.Add(1) > m {
-		s.active.Add(-1)
+	if !acquire(&s.active, s.maxSessions.Load()) {
 		l.reject(fd, ReasonRejectedLimit)
 		ln.st.closed[ReasonRejectedLimit].Add(1)
 		return
-	} else if m <= 0 {
-		s.active.Add(1)
 	}
-	if m := ln.maxSessions.Load(); m > 0 && ln.st.active.Add(1) > m {
-		ln.st.active.Add(-1)
+	if !acquire(&ln.st.active, ln.maxSessions.Load()) {
 		s.active.Add(-1)
 		l.reject(fd, ReasonRejectedLimit)
 		ln.st.closed[ReasonRejectedLimit].Add(1)
 		return
-	} else if m <= 0 {
-		ln.st.active.Add(1)
 	}
 	sess := &session{loop: l, ln: ln, client: client, c: endpoint{fd: fd}}
 	if !s.cfg.Reuseport && len(s.loops) > 1 {
@@ -288,15 +282,22 @@ func (s *Server) admit(l *loop, ln *listener, fd int, client netip.AddrPort) {
 
 func (s *Server) release() { s.active.Add(-1) }
 
+// acquire counts one more session in n unless that would exceed limit (≤ 0:
+// no cap); it reports whether it did.
+func acquire(n *atomic.Int64, limit int64) bool {
+	if n.Add(1) > limit && limit > 0 {
+		n.Add(-1)
+		return false
+	}
+	return true
+}
+
 // reject closes a client that will not get a session, promptly and counted.
 func (l *loop) reject(fd int, reason Reason) {
 	setLingerZero(fd)
 	_ = unix.Close(fd) // never registered in the poller: no stale event possible
 	l.st.closed[reason].Add(1)
 }
-
-// Active returns the number of live sessions.
-func (s *Server) Active() int64 { return s.active.Load() }
 
 // Stats returns a snapshot of all loops' and listeners' counters.
 func (s *Server) Stats() Stats {

@@ -256,61 +256,28 @@ func fullBacklog(t testing.TB) string { return testnet.HangingAddr(t).String() }
 // client sees a reset.
 func resetter(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			buf := make([]byte, 1)
-			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-			_, _ = io.ReadFull(c, buf)
-			_ = c.(*net.TCPConn).SetLinger(0)
-			c.Close()
-		}
-	}()
-	return ln.Addr().String()
+	return testnet.Serve(t, "tcp", "127.0.0.1:0", func(c net.Conn) {
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, _ = io.ReadFull(c, make([]byte, 1))
+		_ = c.(*net.TCPConn).SetLinger(0)
+	}).Addr().String()
 }
 
 // liar echoes every byte but the last one flipped, or closes early.
 func liar(t testing.TB, short bool) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
+	return testnet.Serve(t, "tcp", "127.0.0.1:0", func(c net.Conn) {
+		buf := make([]byte, DefaultSize)
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.ReadFull(c, buf); err == nil {
+			if short {
+				buf = buf[:len(buf)/2]
+			} else {
+				buf[len(buf)-1] ^= 0xff
 			}
-			buf := make([]byte, DefaultSize)
-			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-			if _, err := io.ReadFull(c, buf); err == nil {
-				if short {
-					buf = buf[:len(buf)/2]
-				} else {
-					buf[len(buf)-1] ^= 0xff
-				}
-				_, _ = c.Write(buf)
-			}
-			c.Close()
+			_, _ = c.Write(buf)
 		}
-	}()
-	return ln.Addr().String()
+	}).Addr().String()
 }
 
 func TestErrorClassification(t *testing.T) {
@@ -427,29 +394,14 @@ func TestConnectRate(t *testing.T) {
 }
 
 func TestSourceIPs(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var mu sync.Mutex
 	seen := map[string]int{}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			seen[c.RemoteAddr().(*net.TCPAddr).IP.String()]++
-			mu.Unlock()
-			wg.Add(1)
-			go func() { defer wg.Done(); defer c.Close(); _, _ = io.Copy(c, c) }()
-		}
-	}()
+	ln := testnet.Serve(t, "tcp", "127.0.0.1:0", func(c net.Conn) {
+		mu.Lock()
+		seen[c.RemoteAddr().(*net.TCPAddr).IP.String()]++
+		mu.Unlock()
+		_, _ = io.Copy(c, c)
+	})
 	res := run(t, LoadConfig{Target: ln.Addr().String(), Sessions: 30, Concurrency: 3, SourceIPs: "127.0.0.2-127.0.0.4"})
 	noErrors(t, res)
 	mu.Lock()

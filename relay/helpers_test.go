@@ -70,8 +70,21 @@ func startRelay(t testing.TB, ups []string, mod func(*relay.Config, *connector.C
 	t.Cleanup(func() {
 		_ = srv.Close()
 		_ = pool.Close()
-		if st := srv.Stats(); st.Active != 0 || st.BufsHeld != 0 {
-			t.Errorf("after Close: %d sessions active, %d buffers held", st.Active, st.BufsHeld)
+		// Counter consistency after every relay test: every accepted client
+		// was closed under exactly one reason, per listener too, and
+		// nothing is left active or held.
+		st := srv.Stats()
+		if st.Active != 0 || st.BufsHeld != 0 || st.Accepted != st.ClosedTotal() {
+			t.Errorf("after Close: %d sessions active, %d buffers held, %d accepted but %d closed (%v)", st.Active, st.BufsHeld, st.Accepted, st.ClosedTotal(), st.Closed)
+		}
+		for name, ls := range st.Listeners {
+			var closed uint64
+			for _, v := range ls.Closed {
+				closed += v
+			}
+			if ls.Active != 0 || ls.Accepted != closed {
+				t.Errorf("listener %s after Close: %d active, %d accepted, %d closed", name, ls.Active, ls.Accepted, closed)
+			}
 		}
 		waitFDs(t, fdsBefore)
 	})

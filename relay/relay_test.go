@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"runtime"
 	"strconv"
@@ -19,7 +20,9 @@ import (
 	"time"
 
 	"github.com/relayd/relayd/connector"
+	"github.com/relayd/relayd/internal/testnet"
 	"github.com/relayd/relayd/relay"
+	"golang.org/x/sys/unix"
 )
 
 // Acceptance 1: 200 concurrent sessions, 4 MiB of random bytes each way at
@@ -331,4 +334,21 @@ func sysctlMax(t *testing.T, name string) int64 {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// Accepted sockets inherit TCP_NODELAY from the listening socket (set once
+// there, commit f5c3ebc, instead of a setsockopt per client): pinned here by
+// reading the option on the relay's own accepted fd. (The connector's
+// upstream sockets are checked in its TestConnectSuccess.)
+func TestAcceptedSocketsHaveNoDelay(t *testing.T) {
+	up := newServer(t, echo)
+	f := startRelay(t, []string{up.Addr()}, nil) // NoDelay: true in both stages
+	c := dial(t, f.addr)
+	if err := testnet.RoundTrip(c, "x"); err != nil {
+		t.Fatal(err)
+	}
+	fd := findSocket(t, netip.MustParseAddrPort(f.addr), c.LocalAddr().(*net.TCPAddr).AddrPort())
+	if v, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY); err != nil || v == 0 {
+		t.Fatalf("accepted socket: TCP_NODELAY %d (%v)", v, err)
+	}
 }

@@ -36,6 +36,9 @@ type Config struct {
 	Backlog     int           // listen backlog; 0 = 4096
 	MaxSessions int           // global cap on live sessions; 0 = unlimited
 	Tick        time.Duration // timing-wheel resolution; 0 = 10 ms
+	// Clock is the loops' clock; nil = time.Now. Tests inject one to decide
+	// when idle, fin and handshake deadlines are due (evloop.NewWithClock).
+	Clock func() time.Time
 
 	Dialer Dialer          // required
 	Log    *logging.Logger // nil = logging.Nop()

@@ -87,7 +87,7 @@ func (l *loop) freeRequest(r *connector.Request) {
 
 func newLoop(id int, srv *Server) (*loop, error) {
 	l := &loop{id: id, srv: srv, log: srv.cfg.Zap.With(zap.Int("loop", id)), scratch: make([]byte, srv.cfg.BufferSize)}
-	ev, err := evloop.New(srv.cfg.Tick, l.onEvent, nil)
+	ev, err := evloop.NewWithClock(srv.cfg.Tick, l.onEvent, nil, srv.cfg.Clock)
 	if err != nil {
 		return nil, err
 	}

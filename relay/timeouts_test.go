@@ -49,47 +49,9 @@ func TestIdleTimeout(t *testing.T) {
 	}
 }
 
-// A session that moves data is not idle, even when it lives longer than the
-// idle timeout.
-func TestActiveSessionOutlivesIdleTimeout(t *testing.T) {
-	up := newServer(t, echo)
-	f := startRelay(t, []string{up.Addr()}, func(rc *relay.Config, _ *connector.Config, _ *relay.ListenerConfig) {
-		rc.IdleTimeout = 300 * time.Millisecond
-	})
-	// A ping every 50 ms for 3× the idle timeout. If this process itself
-	// went a third of the timeout between two pings (a loaded machine
-	// stalled it), the attempt proves nothing either way and is repeated
-	// on a fresh session; three such attempts in a row fail the test.
-	for attempt := 1; ; attempt++ {
-		c := dial(t, f.addr)
-		buf := make([]byte, 4)
-		var maxGap time.Duration
-		last := time.Now()
-		t0 := last
-		for time.Since(t0) < 900*time.Millisecond {
-			if _, err := c.Write([]byte("ping")); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := io.ReadFull(c, buf); err != nil {
-				if maxGap < 100*time.Millisecond {
-					t.Fatalf("active session closed (largest gap between pings %v): %v", maxGap, err)
-				}
-				break
-			}
-			time.Sleep(50 * time.Millisecond) // pacing the traffic, not a wait for a state
-			maxGap = max(maxGap, time.Since(last))
-			last = time.Now()
-		}
-		c.Close()
-		if maxGap < 100*time.Millisecond {
-			return
-		}
-		if attempt == 3 {
-			t.Fatalf("this machine stalled the test for %v between pings, three times", maxGap)
-		}
-		t.Logf("attempt %d: a %v stall between pings, trying again", attempt, maxGap)
-	}
-}
+// That a session that moves data is not idle, however long it lives, is
+// tested with an injected clock (TestIdleTimeoutInjectedClock): exact, where
+// a real-time version depends on the machine's scheduling.
 
 // Acceptance 7: a half-closed session whose other side goes quiet is closed
 // after fin_timeout, counted as such.

@@ -31,6 +31,7 @@ type Loop struct {
 	handler Handler
 	tick    time.Duration
 	now     time.Time
+	clock   func() time.Time // time.Now, or a test's injected clock
 	onTick  func(now time.Time)
 	ticker  ticker
 
@@ -69,15 +70,28 @@ type task struct {
 // 10 ms). handler is called for every event on a registered fd other than the
 // loop's own; onTick, if not nil, runs after the wheel has advanced.
 func New(tick time.Duration, handler Handler, onTick func(now time.Time)) (*Loop, error) {
+	return NewWithClock(tick, handler, onTick, nil)
+}
+
+// NewWithClock is New with the loop's clock injected (nil: time.Now). Every
+// "now" of the loop — Now, Refresh, what the wheel is advanced to — comes
+// from it, so a test that owns the clock decides when a timer is due: it
+// moves its clock and runs Tick through Post, and a timer fires then, not
+// when the machine gets round to it. The timerfd still paces the ticks.
+func NewWithClock(tick time.Duration, handler Handler, onTick func(now time.Time), clock func() time.Time) (*Loop, error) {
 	if tick <= 0 {
 		tick = 10 * time.Millisecond
+	}
+	if clock == nil {
+		clock = time.Now
 	}
 	p, err := netpoll.OpenPoller()
 	if err != nil {
 		return nil, fmt.Errorf("evloop: open poller: %w", err)
 	}
-	now := time.Now()
+	now := clock()
 	l := &Loop{
+		clock:   clock,
 		poller:  p,
 		wheel:   timeout.New(tick, 4096, now),
 		handler: handler,
@@ -114,7 +128,7 @@ func (l *Loop) Now() time.Time { return l.now }
 
 // Refresh re-reads the wall clock and returns it. Loop goroutine only.
 func (l *Loop) Refresh() time.Time {
-	l.now = time.Now()
+	l.now = l.clock()
 	return l.now
 }
 
@@ -217,6 +231,11 @@ func (l *Loop) Run() error {
 	}
 	return err
 }
+
+// Tick advances the wheel to the clock's now and runs what is due, as a tick
+// of the timerfd does. Loop goroutine only (a test posts it after moving an
+// injected clock).
+func (l *Loop) Tick() { l.doTick() }
 
 func (l *Loop) doTick() {
 	now := l.Refresh()

@@ -42,7 +42,9 @@ func TestConnectSuccess(t *testing.T) {
 			t.Fatalf("submit %d: %v", i, err)
 		}
 	}
-	for _, r := range h.wait(t, n, 60*time.Second) {
+	results := h.wait(t, n, 60*time.Second)
+	closeLeft(t, results)
+	for _, r := range results {
 		if r.Err != nil || r.FD < 0 {
 			t.Fatalf("request %d: fd %d err %v", r.Cookie, r.FD, r.Err)
 		}
@@ -59,6 +61,7 @@ func TestConnectSuccess(t *testing.T) {
 			t.Fatalf("request %d: round trip: %v", r.Cookie, err)
 		}
 		unix.Close(r.FD)
+		r.FD = -1
 	}
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
@@ -517,7 +520,9 @@ func TestMixedChurn(t *testing.T) {
 		}
 	}
 	var failed uint64 // every attempt but the last of each request failed
-	for _, r := range h.wait(t, n, 120*time.Second) {
+	results := h.wait(t, n, 120*time.Second)
+	closeLeft(t, results)
+	for _, r := range results {
 		if r.Err != nil || r.Addr != srv.addr {
 			t.Fatalf("request %d: err %v addr %v", r.Cookie, r.Err, r.Addr)
 		}
@@ -526,6 +531,7 @@ func TestMixedChurn(t *testing.T) {
 			t.Fatalf("request %d: %v", r.Cookie, err)
 		}
 		unix.Close(r.FD)
+		r.FD = -1
 	}
 	p.Close()
 	h.checkOnce(t, n)

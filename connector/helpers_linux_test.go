@@ -263,3 +263,18 @@ func roundTrip(fd int, b byte) error {
 		return nil
 	}
 }
+
+// closeLeft closes, at the end of the test, the fds of results the test did
+// not get to (it stopped at a failure): the echo server's Close waits for
+// its handlers, which wait for their clients, and 2,000 open clients would
+// hold a failing test for the handlers' 20 s deadline.
+func closeLeft(t testing.TB, results []*Request) {
+	t.Cleanup(func() {
+		for _, r := range results {
+			if r.FD >= 0 {
+				unix.Close(r.FD)
+				r.FD = -1
+			}
+		}
+	})
+}

@@ -78,7 +78,15 @@ func New(cfg Config) (*Logger, error) {
 	case "stdout":
 		return newLogger(c, os.Stdout, nil, true), nil
 	}
-	if fi, err := os.Stat(c.Output); err == nil && !fi.Mode().IsRegular() {
+	// Only a regular file (or a path that does not exist yet) is rotated:
+	// rotation renames the path, which for anything else — a device, a FIFO,
+	// a socket, a symlink such as /dev/stderr — would move the node or the
+	// link aside and put a regular file in its place.
+	if li, err := os.Lstat(c.Output); err == nil && !li.Mode().IsRegular() {
+		fi, err := os.Stat(c.Output) // what the link leads to
+		if err != nil {
+			return nil, fmt.Errorf("%w: log.output: %w", ErrConfig, err)
+		}
 		w, err := openSpecial(c.Output, fi.Mode())
 		if err != nil {
 			return nil, fmt.Errorf("%w: log.output: %w", ErrConfig, err)
@@ -382,8 +390,8 @@ func (w ringWriter) Write(p []byte) (int, error) {
 }
 
 // openSpecial opens an output that is not a regular file — a character or
-// block device (/dev/null, a tty, /dev/console), a FIFO, a Unix socket — to
-// be written as it is. Rotating it would rename the node and create a
+// block device (/dev/null, a tty, /dev/console), a FIFO, a Unix socket, or a
+// symlink (to any of these or to a file) — to be written as it is. Rotating it would rename the node and create a
 // regular file in its place: run as root with log.output /dev/null, that
 // replaces the system's /dev/null. A FIFO is opened non-blocking, so a FIFO
 // without a reader is an error at start rather than a hang; writes then wait
@@ -398,8 +406,8 @@ func openSpecial(path string, mode os.FileMode) (io.WriteCloser, error) {
 		return c, err
 	case mode&os.ModeNamedPipe != 0:
 		return os.OpenFile(path, os.O_WRONLY|syscall.O_NONBLOCK, 0)
-	case mode&os.ModeDevice != 0:
-		return os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	case mode&os.ModeDevice != 0, mode.IsRegular(): // a device, or a file behind a symlink
+		return os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	}
 	return nil, fmt.Errorf("%s is a %v, not a file, device, FIFO or socket", path, mode.Type())
 }

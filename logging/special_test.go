@@ -115,3 +115,37 @@ func closeLogger(t *testing.T, lg *Logger) {
 		t.Fatal(err)
 	}
 }
+
+// A symlink output (as /dev/stderr is) is written through and never rotated:
+// rotation would rename the link and leave a regular file in its place.
+func TestSymlinkOutputNotRotated(t *testing.T) {
+	dir := t.TempDir()
+	target, link := filepath.Join(dir, "real.log"), filepath.Join(dir, "link.log")
+	if err := os.WriteFile(target, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	lg, err := New(Config{Output: link, MaxSizeMB: 1, RingSize: 1024, SampleInitial: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := strings.Repeat("y", 900)
+	for i := range 1500 { // ~1.4 MB: past max_size_mb
+		lg.Z().Info(line, zap.Int("i", i))
+		if i%500 == 0 {
+			flush(t, lg)
+		}
+	}
+	closeLogger(t, lg)
+	if li, err := os.Lstat(link); err != nil || li.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("%s is no longer a symlink (%v, %v)", link, li.Mode(), err)
+	}
+	if fi, err := os.Stat(target); err != nil || fi.Size() < 1<<20 {
+		t.Fatalf("the link's target got %d bytes (%v)", fi.Size(), err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 2 {
+		t.Fatalf("rotation left %d entries in the directory", len(ents))
+	}
+}

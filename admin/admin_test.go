@@ -65,7 +65,6 @@ func fixedConnector() connector.Stats {
 	s := connector.Stats{
 		Queued:            6,
 		Inflight:          []int{3, 1},
-		QueuedPerWorker:   []int{4, 2},
 		InflightHighWater: []int{32, 29},
 		Submitted:         2000,
 		QueueRejected:     8,
@@ -87,10 +86,21 @@ func fixedConnector() connector.Stats {
 	return s
 }
 
+func fixedUpstreams() []connector.UpstreamStats {
+	u := connector.UpstreamStats{
+		Listener: "web", Addr: netip.MustParseAddrPort("10.0.0.7:80"), Up: false,
+		Inflight: 1, Queued: 3, Limit: 1, Connected: 41, QueueTO: 2, Late: 9, Rejected: 4,
+		Transitions: 1, Cuts: 5, Checks: 0, CheckFails: 0,
+	}
+	u.Failures[connector.ClassTimeout] = 3
+	return []connector.UpstreamStats{u}
+}
+
 func fixedSources() Sources {
 	return Sources{
 		Relay:      fixedRelay,
 		Connector:  fixedConnector,
+		Upstreams:  fixedUpstreams,
 		LogDropped: func() uint64 { return 77 },
 		LogWritten: func() uint64 { return 88888 },
 		LogSampled: func() uint64 { return 66 },
@@ -258,13 +268,31 @@ relayd_connector_inflight{worker="1"} 1
 # TYPE relayd_connector_inflight_high_water gauge
 relayd_connector_inflight_high_water{worker="0"} 32
 relayd_connector_inflight_high_water{worker="1"} 29
-# HELP relayd_connector_queued Connect requests waiting for a slot, all workers.
+# HELP relayd_connector_queued Connect requests waiting for a slot, all upstreams.
 # TYPE relayd_connector_queued gauge
 relayd_connector_queued 6
-# HELP relayd_connector_worker_queued Connect requests waiting for a slot, per connector worker.
-# TYPE relayd_connector_worker_queued gauge
-relayd_connector_worker_queued{worker="0"} 4
-relayd_connector_worker_queued{worker="1"} 2
+# HELP relayd_upstream_up 1 while the upstream is healthy, 0 while it is marked down.
+# TYPE relayd_upstream_up gauge
+relayd_upstream_up{listener="web",upstream="10.0.0.7:80"} 0
+# HELP relayd_upstream_limit Connects the upstream may have in flight now: the adaptive (or fixed) limit; 1 while down (the trial), 0 while an active check owns its recovery.
+# TYPE relayd_upstream_limit gauge
+relayd_upstream_limit{listener="web",upstream="10.0.0.7:80"} 1
+# HELP relayd_upstream_queued Connect requests waiting for the upstream's limit.
+# TYPE relayd_upstream_queued gauge
+relayd_upstream_queued{listener="web",upstream="10.0.0.7:80"} 3
+# HELP relayd_upstream_late_total Attempts to the upstream unanswered past the late threshold (lost SYNs).
+# TYPE relayd_upstream_late_total counter
+relayd_upstream_late_total{listener="web",upstream="10.0.0.7:80"} 9
+# HELP relayd_upstream_transitions_total Health state changes of the upstream (up to down and back).
+# TYPE relayd_upstream_transitions_total counter
+relayd_upstream_transitions_total{listener="web",upstream="10.0.0.7:80"} 1
+# HELP relayd_upstream_failures_total Failed connect attempts to the upstream, by class.
+# TYPE relayd_upstream_failures_total counter
+relayd_upstream_failures_total{class="addrnotavail",listener="web",upstream="10.0.0.7:80"} 0
+relayd_upstream_failures_total{class="other",listener="web",upstream="10.0.0.7:80"} 0
+relayd_upstream_failures_total{class="refused",listener="web",upstream="10.0.0.7:80"} 0
+relayd_upstream_failures_total{class="timeout",listener="web",upstream="10.0.0.7:80"} 3
+relayd_upstream_failures_total{class="unreachable",listener="web",upstream="10.0.0.7:80"} 0
 # HELP relayd_connector_requests_total Connect requests accepted by the connector.
 # TYPE relayd_connector_requests_total counter
 relayd_connector_requests_total 2000
@@ -310,7 +338,9 @@ relayd_log_write_errors_total 3
 		"relayd_accept_errors_total", "relayd_accept_backoff_total", "relayd_bytes_total",
 		"relayd_backpressure_pauses_total", "relayd_backpressure_resumes_total", "relayd_buffers_held",
 		"relayd_loop_sessions_active", "relayd_loop_buffers_held", "relayd_loop_queue_depth",
-		"relayd_connector_inflight", "relayd_connector_inflight_high_water", "relayd_connector_queued", "relayd_connector_worker_queued",
+		"relayd_connector_inflight", "relayd_connector_inflight_high_water", "relayd_connector_queued",
+		"relayd_upstream_up", "relayd_upstream_limit", "relayd_upstream_queued", "relayd_upstream_late_total",
+		"relayd_upstream_transitions_total", "relayd_upstream_failures_total",
 		"relayd_connector_requests_total", "relayd_connector_queue_rejected_total",
 		"relayd_connector_attempts_total", "relayd_connector_connected_total", "relayd_connector_failed_total",
 		"relayd_connector_canceled_total", "relayd_connector_failures_total",

@@ -18,10 +18,11 @@ import (
 type Sources struct {
 	Relay      func() relay.Stats
 	Connector  func() connector.Stats
-	LogDropped func() uint64 // logging.Logger.Dropped
-	LogWritten func() uint64 // logging.Logger.Written
-	LogSampled func() uint64 // logging.Logger.Sampled
-	LogWErrs   func() uint64 // logging.Logger.WriteErrors
+	Upstreams  func() []connector.UpstreamStats // connector.Pool.UpstreamStats
+	LogDropped func() uint64                    // logging.Logger.Dropped
+	LogWritten func() uint64                    // logging.Logger.Written
+	LogSampled func() uint64                    // logging.Logger.Sampled
+	LogWErrs   func() uint64                    // logging.Logger.WriteErrors
 	// Edge returns per-listener refusals of client-chosen destinations (by
 	// policy rule) and of sources (ACL, per-source limits, by rule).
 	Edge func() map[string]relay.EdgeStats
@@ -56,7 +57,10 @@ type collector struct {
 	loopActive, loopBufs                                *prometheus.Desc
 
 	cInflight, cHigh, cQueued, cSubmitted, cRejected *prometheus.Desc
-	cQueuedWorker                                    *prometheus.Desc
+	cDownRejected, cDownFailed, cLate                *prometheus.Desc
+	uUp, uInflight, uQueued, uLimit, uConnected      *prometheus.Desc
+	uFailures, uQueueTO, uLate, uRejected, uTrans    *prometheus.Desc
+	uCuts, uChecks, uCheckFails, uLatency            *prometheus.Desc
 	edgeDenied, edgeRejected                         *prometheus.Desc
 	loopQueue                                        *prometheus.Desc
 	cAttempts, cConnected, cFailed, cCanceled        *prometheus.Desc
@@ -97,8 +101,10 @@ func NewCollector(src Sources, version string) prometheus.Collector {
 
 		cInflight:     desc("connector_inflight", "Upstream connects in progress, per connector worker.", "worker"),
 		cHigh:         desc("connector_inflight_high_water", "Most upstream connects ever in progress at once, per connector worker.", "worker"),
-		cQueued:       desc("connector_queued", "Connect requests waiting for a slot, all workers."),
-		cQueuedWorker: desc("connector_worker_queued", "Connect requests waiting for a slot, per connector worker.", "worker"),
+		cQueued:       desc("connector_queued", "Connect requests waiting for a slot, all upstreams."),
+		cDownRejected: desc("connector_down_rejected_total", "Connect requests refused at once because every candidate upstream was down."),
+		cDownFailed:   desc("connector_down_failed_total", "Connect requests failed because their remaining candidates went down while they waited."),
+		cLate:         desc("connector_late_total", "Connect attempts unanswered past the late threshold (a lost SYN); with adaptive pacing each is re-sent."),
 		cSubmitted:    desc("connector_requests_total", "Connect requests accepted by the connector."),
 		cRejected:     desc("connector_queue_rejected_total", "Connect requests refused because the queue was full (the client is rejected)."),
 		cAttempts:     desc("connector_attempts_total", "Connect attempts started (a failover counts each try)."),
@@ -107,6 +113,21 @@ func NewCollector(src Sources, version string) prometheus.Collector {
 		cCanceled:     desc("connector_canceled_total", "Requests canceled because the client went away."),
 		cFailures:     desc("connector_failures_total", "Failed connect attempts by class.", "class"),
 		cLatency:      desc("connector_latency_seconds", "Time from submit to connected upstream, for connected requests (log2 buckets from 1µs)."),
+
+		uUp:         desc("upstream_up", "1 while the upstream is healthy, 0 while it is marked down.", "listener", "upstream"),
+		uInflight:   desc("upstream_inflight", "Connects in flight to the upstream.", "listener", "upstream"),
+		uQueued:     desc("upstream_queued", "Connect requests waiting for the upstream's limit.", "listener", "upstream"),
+		uLimit:      desc("upstream_limit", "Connects the upstream may have in flight now: the adaptive (or fixed) limit; 1 while down (the trial), 0 while an active check owns its recovery.", "listener", "upstream"),
+		uConnected:  desc("upstream_connected_total", "Connects to the upstream that succeeded.", "listener", "upstream"),
+		uFailures:   desc("upstream_failures_total", "Failed connect attempts to the upstream, by class.", "listener", "upstream", "class"),
+		uQueueTO:    desc("upstream_queue_timeouts_total", "Requests whose connect timeout ran out while they waited for the upstream's limit.", "listener", "upstream"),
+		uLate:       desc("upstream_late_total", "Attempts to the upstream unanswered past the late threshold (lost SYNs).", "listener", "upstream"),
+		uRejected:   desc("upstream_queue_rejected_total", "Clients refused because the upstream's queue was full.", "listener", "upstream"),
+		uTrans:      desc("upstream_transitions_total", "Health state changes of the upstream (up to down and back).", "listener", "upstream"),
+		uCuts:       desc("upstream_limit_cuts_total", "Times the adaptive limit was cut on a congestion signal.", "listener", "upstream"),
+		uChecks:     desc("upstream_checks_total", "Active health checks run.", "listener", "upstream"),
+		uCheckFails: desc("upstream_check_failures_total", "Active health checks failed.", "listener", "upstream"),
+		uLatency:    desc("upstream_connect_latency_seconds", "Connect latency of the upstream's successful attempts (log2 buckets from 1µs).", "listener", "upstream"),
 
 		loopQueue:    desc("loop_queue_depth", "Tasks waiting in each relay loop's queue (connect results, hand-overs, name answers).", "loop"),
 		edgeDenied:   desc("policy_denied_total", "Client-chosen destinations refused, by listener and policy rule.", "listener", "rule"),
@@ -125,7 +146,9 @@ func (c *collector) descs() []*prometheus.Desc {
 		c.lnInfo, c.lnActive, c.lnAccepted, c.lnClosed, c.lnBytes,
 		c.accepted, c.active, c.closed, c.acceptErrs, c.acceptBackoff,
 		c.bytes, c.pauses, c.resumes, c.bufsHeld, c.loopActive, c.loopBufs,
-		c.cInflight, c.cHigh, c.cQueued, c.cSubmitted, c.cRejected, c.cQueuedWorker,
+		c.cInflight, c.cHigh, c.cQueued, c.cSubmitted, c.cRejected, c.cDownRejected, c.cDownFailed, c.cLate,
+		c.uUp, c.uInflight, c.uQueued, c.uLimit, c.uConnected, c.uFailures, c.uQueueTO, c.uLate, c.uRejected,
+		c.uTrans, c.uCuts, c.uChecks, c.uCheckFails, c.uLatency,
 		c.cAttempts, c.cConnected, c.cFailed, c.cCanceled, c.cFailures, c.cLatency,
 		c.logDropped, c.logWritten, c.logSampled, c.logWErrs, c.edgeDenied, c.edgeRejected, c.loopQueue,
 	}
@@ -147,6 +170,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if c.src.Connector != nil {
 		c.collectConnector(ch, c.src.Connector())
+	}
+	if c.src.Upstreams != nil {
+		c.collectUpstreams(ch, c.src.Upstreams())
 	}
 	if c.src.Edge != nil {
 		for name, es := range c.src.Edge() {
@@ -217,9 +243,6 @@ func (c *collector) collectRelay(ch chan<- prometheus.Metric, s relay.Stats) {
 }
 
 func (c *collector) collectConnector(ch chan<- prometheus.Metric, s connector.Stats) {
-	for i, n := range s.QueuedPerWorker {
-		gauge(ch, c.cQueuedWorker, int64(n), strconv.Itoa(i))
-	}
 	for i, n := range s.Inflight {
 		gauge(ch, c.cInflight, int64(n), strconv.Itoa(i))
 	}
@@ -229,6 +252,9 @@ func (c *collector) collectConnector(ch chan<- prometheus.Metric, s connector.St
 	gauge(ch, c.cQueued, int64(s.Queued))
 	counter(ch, c.cSubmitted, s.Submitted)
 	counter(ch, c.cRejected, s.QueueRejected)
+	counter(ch, c.cDownRejected, s.DownRejected)
+	counter(ch, c.cDownFailed, s.DownFailed)
+	counter(ch, c.cLate, s.Late)
 	counter(ch, c.cAttempts, s.Attempts)
 	counter(ch, c.cConnected, s.Connected)
 	counter(ch, c.cFailed, s.Failed)
@@ -236,8 +262,36 @@ func (c *collector) collectConnector(ch chan<- prometheus.Metric, s connector.St
 	for i, n := range s.Failures {
 		counter(ch, c.cFailures, n, connector.Class(i).String())
 	}
-	count, buckets := latencyHistogram(&s)
+	count, buckets := latencyHistogram(s.LatencyBuckets[:])
 	ch <- prometheus.MustNewConstHistogram(c.cLatency, count, s.LatencySum.Seconds(), buckets)
+}
+
+func (c *collector) collectUpstreams(ch chan<- prometheus.Metric, ups []connector.UpstreamStats) {
+	for i := range ups {
+		u := &ups[i]
+		l := []string{u.Listener, u.Addr.String()}
+		up := int64(0)
+		if u.Up {
+			up = 1
+		}
+		gauge(ch, c.uUp, up, l...)
+		gauge(ch, c.uInflight, int64(u.Inflight), l...)
+		gauge(ch, c.uQueued, int64(u.Queued), l...)
+		gauge(ch, c.uLimit, int64(u.Limit), l...)
+		counter(ch, c.uConnected, u.Connected, l...)
+		for k, n := range u.Failures {
+			counter(ch, c.uFailures, n, u.Listener, l[1], connector.Class(k).String())
+		}
+		counter(ch, c.uQueueTO, u.QueueTO, l...)
+		counter(ch, c.uLate, u.Late, l...)
+		counter(ch, c.uRejected, u.Rejected, l...)
+		counter(ch, c.uTrans, u.Transitions, l...)
+		counter(ch, c.uCuts, u.Cuts, l...)
+		counter(ch, c.uChecks, u.Checks, l...)
+		counter(ch, c.uCheckFails, u.CheckFails, l...)
+		count, buckets := latencyHistogram(u.LatencyBuckets[:])
+		ch <- prometheus.MustNewConstHistogram(c.uLatency, count, u.LatencySum.Seconds(), buckets, l...)
+	}
 }
 
 // latencyHistogram converts the connector's log2 buckets (bucket i counts
@@ -246,9 +300,9 @@ func (c *collector) collectConnector(ch chan<- prometheus.Metric, s connector.St
 // finite bound and lands in +Inf only. The count is the sum of the buckets,
 // not LatencyCount: the snapshot is not atomic, and the exposition must
 // keep every bucket ≤ count.
-func latencyHistogram(s *connector.Stats) (count uint64, buckets map[float64]uint64) {
+func latencyHistogram(lb []uint64) (count uint64, buckets map[float64]uint64) {
 	buckets = make(map[float64]uint64, connector.NumLatencyBuckets-1)
-	for i, n := range s.LatencyBuckets {
+	for i, n := range lb {
 		count += n
 		if i < connector.NumLatencyBuckets-1 {
 			buckets[connector.LatencyBucketBound(i).Seconds()] = count

@@ -42,6 +42,11 @@ type Listener struct {
 	// with one upstream a retry reconnects to it). Default len(Upstreams)-1,
 	// at most 3; 0 means no failover.
 	Retries int `mapstructure:"retries"`
+	// Weights share sessions among Upstreams in proportion: empty = all 1,
+	// else one per upstream, 1..256.
+	Weights []int `mapstructure:"weights"`
+	// Check is the active health check of this listener's upstreams.
+	Check Check `mapstructure:"check"`
 	// Mode is ModeForward (default: relay to Upstreams), ModeSOCKS5 or
 	// ModeHTTPConnect (the client names its target, checked by Policy;
 	// Upstreams must then be empty).
@@ -138,8 +143,47 @@ type Connector struct {
 	// Queue bounds sessions waiting for a connect slot; when it is full a new
 	// client is rejected at once (and counted). Default 4096.
 	Queue int `mapstructure:"queue"`
-	// ConnectTimeout bounds one connect attempt. Default 5s.
+	// ConnectTimeout bounds one connect attempt, its wait for a connect
+	// slot included. Default 5s.
 	ConnectTimeout time.Duration `mapstructure:"connect_timeout"`
+	// Pacing is PacingAdaptive (default: each upstream's connects in
+	// flight follow a loss-based controller, see the connector package) or
+	// PacingFixed (UpstreamMaxInflight each).
+	Pacing string `mapstructure:"pacing"`
+	// UpstreamMaxInflight caps connects in flight to one upstream: the
+	// fixed cap, or the adaptive limit's ceiling. Default 32.
+	UpstreamMaxInflight int `mapstructure:"upstream_max_inflight"`
+	// UpstreamQueue bounds sessions waiting for one upstream; when full a
+	// new client is rejected at once. Default 1024.
+	UpstreamQueue int `mapstructure:"upstream_queue"`
+	// Health is passive upstream health.
+	Health Health `mapstructure:"health"`
+}
+
+// Pacing modes.
+const (
+	PacingAdaptive = "adaptive"
+	PacingFixed    = "fixed"
+)
+
+// Health marks an upstream down after FailAfter consecutive failed connects
+// (refused, timeout, unreachable), for Backoff, doubling while the trial
+// connect after it fails, up to BackoffMax.
+type Health struct {
+	// FailAfter: 0 turns passive health off. Default 3.
+	FailAfter  int           `mapstructure:"fail_after"`
+	Backoff    time.Duration `mapstructure:"backoff"`     // default 1s
+	BackoffMax time.Duration `mapstructure:"backoff_max"` // default 30s
+}
+
+// Check is a listener's active health check of its upstreams: a TCP connect
+// to each every Interval (0 = off), bounded by Timeout; Rise successes in a
+// row bring a down upstream back, Fall failures take it down.
+type Check struct {
+	Interval time.Duration `mapstructure:"interval"`
+	Timeout  time.Duration `mapstructure:"timeout"` // 0 = min(interval, connector.connect_timeout)
+	Rise     int           `mapstructure:"rise"`
+	Fall     int           `mapstructure:"fall"`
 }
 
 // Relay configures the event loops that move bytes.
@@ -297,6 +341,11 @@ func Default() Config {
 			MaxInflight:    32,
 			Queue:          4096,
 			ConnectTimeout: 5 * time.Second,
+
+			Pacing:              PacingAdaptive,
+			UpstreamMaxInflight: 32,
+			UpstreamQueue:       1024,
+			Health:              Health{FailAfter: 3, Backoff: time.Second, BackoffMax: 30 * time.Second},
 		},
 		Relay: Relay{
 			Loops:       0,
@@ -337,8 +386,15 @@ func NewListener(name, listen string, upstreams ...string) Listener {
 
 		HandshakeTimeout: DefaultHandshakeTimeout,
 		ProxyProtocol:    ProxyProtocol{Accept: ProxyNone, Send: ProxyNone},
+		Check:            Check{Rise: DefaultRise, Fall: DefaultFall},
 	}
 }
+
+// Defaults of Listener.Check.
+const (
+	DefaultRise = 2
+	DefaultFall = 3
+)
 
 // DefaultHandshakeTimeout is Listener.HandshakeTimeout's default.
 const DefaultHandshakeTimeout = 10 * time.Second
@@ -367,6 +423,12 @@ func (c *Config) SetDefaults() {
 		if l.HandshakeTimeout == 0 {
 			l.HandshakeTimeout = DefaultHandshakeTimeout
 		}
+		if l.Check.Rise == 0 {
+			l.Check.Rise = DefaultRise
+		}
+		if l.Check.Fall == 0 {
+			l.Check.Fall = DefaultFall
+		}
 		if l.ProxyProtocol.Accept == "" {
 			l.ProxyProtocol.Accept = ProxyNone
 		}
@@ -374,6 +436,9 @@ func (c *Config) SetDefaults() {
 			l.ProxyProtocol.Send = ProxyNone
 		}
 		// "[]" in a file and an absent key mean the same: no entries.
+		if len(l.Weights) == 0 {
+			l.Weights = nil
+		}
 		for _, p := range []*[]string{&l.Auth.Users, &l.ProxyProtocol.TrustedSources, &l.ACL.Allow, &l.ACL.Deny, &l.Policy.Allow, &l.Policy.Deny} {
 			if len(*p) == 0 {
 				*p = nil

@@ -119,11 +119,21 @@ func load(name string, data []byte, hasFile bool, opts LoadOptions) (*Config, er
 	cfg := Default()
 	errs = append(errs, decode(raw, &cfg)...)
 
+	// check.rise and check.fall absent take their defaults (SetDefaults);
+	// written as 0 they are an error, not silently the default.
+	for i, l := range cfg.Listeners {
+		for key, n := range map[string]int{"check.rise": l.Check.Rise, "check.fall": l.Check.Fall} {
+			if k := listenerKey(i, key); present[k] && n == 0 {
+				errs = append(errs, &FieldError{Key: k, Value: n, Reason: "must be between 1 and 1000"})
+			}
+		}
+	}
 	cfg.SetDefaults()
 	for i := range cfg.Listeners {
 		if !present[retriesKey(i)] {
 			cfg.Listeners[i].Retries = DefaultRetries(len(cfg.Listeners[i].Upstreams))
 		}
+
 	}
 	errs = append(errs, applyFlags(&cfg, opts, present)...)
 
@@ -140,7 +150,9 @@ func load(name string, data []byte, hasFile bool, opts LoadOptions) (*Config, er
 	return &cfg, nil
 }
 
-func retriesKey(i int) string { return "listeners[" + strconv.Itoa(i) + "].retries" }
+func retriesKey(i int) string { return listenerKey(i, "retries") }
+
+func listenerKey(i int, key string) string { return "listeners[" + strconv.Itoa(i) + "]." + key }
 
 // related reports whether one key path is the other or contains it.
 func related(a, b string) bool {

@@ -169,6 +169,23 @@ func TestLoadRejects(t *testing.T) {
 		{name: "zero workers", yaml: minimal + "connector:\n  workers: 0\n", wantKey: "connector.workers"},
 		{name: "zero queue", yaml: minimal + "connector:\n  queue: 0\n", wantKey: "connector.queue"},
 		{name: "bad accept mode", yaml: minimal + "accept:\n  mode: many\n", wantKey: "accept.mode"},
+		{name: "bad pacing", yaml: minimal + "connector:\n  pacing: fast\n", wantKey: "connector.pacing",
+			wantMsg: `connector.pacing: "fast": must be one of: adaptive, fixed`},
+		{name: "zero upstream cap", yaml: minimal + "connector:\n  upstream_max_inflight: 0\n", wantKey: "connector.upstream_max_inflight"},
+		{name: "zero upstream queue", yaml: minimal + "connector:\n  upstream_queue: 0\n", wantKey: "connector.upstream_queue"},
+		{name: "negative fail_after", yaml: minimal + "connector:\n  health: {fail_after: -1}\n", wantKey: "connector.health.fail_after"},
+		{name: "zero backoff", yaml: minimal + "connector:\n  health: {backoff: 0s}\n", wantKey: "connector.health.backoff"},
+		{name: "backoff_max below backoff", yaml: minimal + "connector:\n  health: {backoff: 10s, backoff_max: 5s}\n", wantKey: "connector.health.backoff_max",
+			wantMsg: "connector.health.backoff_max: 5s: must not be shorter than connector.health.backoff (10s)"},
+		{name: "weights count", yaml: minimal + "    weights: [1, 2]\n", wantKey: "listeners[0].weights"},
+		{name: "weight zero", yaml: minimal + "    weights: [0]\n", wantKey: "listeners[0].weights[0]"},
+		{name: "weight too large", yaml: minimal + "    weights: [257]\n", wantKey: "listeners[0].weights[0]"},
+		{name: "check timeout not below interval", yaml: minimal + "    check: {interval: 1s, timeout: 1s}\n", wantKey: "listeners[0].check.timeout",
+			wantMsg: "listeners[0].check.timeout: 1s: must be shorter than listeners[0].check.interval (1s)"},
+		{name: "check rise zero", yaml: minimal + "    check: {interval: 2s, rise: 0}\n", wantKey: "listeners[0].check.rise",
+			wantMsg: "listeners[0].check.rise: 0: must be between 1 and 1000"},
+		{name: "check fall zero", yaml: minimal + "    check: {interval: 2s, fall: 0}\n", wantKey: "listeners[0].check.fall"},
+		{name: "check negative interval", yaml: minimal + "    check: {interval: -1s}\n", wantKey: "listeners[0].check.interval"},
 		{name: "global max_sessions below -1", yaml: minimal + "limits:\n  max_sessions: -2\n", wantKey: "limits.max_sessions"},
 		{name: "negative shutdown timeout", yaml: minimal + "shutdown:\n  timeout: -1s\n", wantKey: "shutdown.timeout"},
 		{name: "bad log level", yaml: minimal + "log:\n  level: loud\n", wantKey: "log.level"},
@@ -320,6 +337,7 @@ func reference() Config {
 func fillEdgeDefaults(l *Listener) {
 	l.HandshakeTimeout = DefaultHandshakeTimeout
 	l.ProxyProtocol.Accept, l.ProxyProtocol.Send = ProxyNone, ProxyNone
+	l.Check.Rise, l.Check.Fall = DefaultRise, DefaultFall
 }
 
 func TestReferenceFileIsDefaults(t *testing.T) {

@@ -127,6 +127,15 @@ func (c *Config) validate() []*FieldError {
 	v.intRange("connector.max_inflight", c.Connector.MaxInflight, 1, maxInflight)
 	v.intRange("connector.queue", c.Connector.Queue, 1, maxQueue)
 	v.durRange("connector.connect_timeout", c.Connector.ConnectTimeout, minTimeout, maxTimeout)
+	v.oneOf("connector.pacing", c.Connector.Pacing, PacingAdaptive, PacingFixed)
+	v.intRange("connector.upstream_max_inflight", c.Connector.UpstreamMaxInflight, 1, maxInflight)
+	v.intRange("connector.upstream_queue", c.Connector.UpstreamQueue, 1, maxQueue)
+	v.intRange("connector.health.fail_after", c.Connector.Health.FailAfter, 0, 1000)
+	v.durRange("connector.health.backoff", c.Connector.Health.Backoff, minTimeout, maxTimeout)
+	v.durRange("connector.health.backoff_max", c.Connector.Health.BackoffMax, minTimeout, maxTimeout)
+	if h := c.Connector.Health; h.BackoffMax < h.Backoff {
+		v.add("connector.health.backoff_max", h.BackoffMax, "must not be shorter than connector.health.backoff (%s)", formatDuration(h.Backoff))
+	}
 
 	v.intRange("relay.loops", c.Relay.Loops, 0, maxLoops)
 	v.intRange("relay.buffer_size", c.Relay.BufferSize, minBufferSize, maxBufferSize)
@@ -222,6 +231,13 @@ func (c *Config) validateListeners(v *validator) {
 			}
 		}
 		v.oneOf(p+"balance", l.Balance, BalanceRoundRobin, BalanceLeastConn)
+		if len(l.Weights) > 0 && len(l.Weights) != len(l.Upstreams) {
+			v.add(p+"weights", l.Weights, "needs one weight per upstream (%d), or none", len(l.Upstreams))
+		}
+		for j, w := range l.Weights {
+			v.intRange(p+"weights["+strconv.Itoa(j)+"]", w, 1, 256)
+		}
+		validateCheck(v, p+"check.", l.Check)
 		v.intRange(p+"retries", l.Retries, 0, maxRetries)
 		if l.MaxSessions < 0 {
 			v.add(p+"max_sessions", l.MaxSessions, "must be 0 (no per-listener cap) or more")
@@ -381,4 +397,21 @@ func ParsePolicyEntry(s string) (policy.Entry, error) {
 		}
 	}
 	return e, nil
+}
+
+// validateCheck checks a listener's active health check; interval 0 turns
+// it off, and then nothing else is looked at.
+func validateCheck(v *validator, p string, c Check) {
+	if c.Interval == 0 {
+		return
+	}
+	v.durRange(p+"interval", c.Interval, minTimeout, maxTimeout)
+	if c.Timeout != 0 {
+		v.durRange(p+"timeout", c.Timeout, minTimeout, maxTimeout)
+		if c.Timeout >= c.Interval {
+			v.add(p+"timeout", c.Timeout, "must be shorter than %sinterval (%s)", p, formatDuration(c.Interval))
+		}
+	}
+	v.intRange(p+"rise", c.Rise, 1, 1000)
+	v.intRange(p+"fall", c.Fall, 1, 1000)
 }

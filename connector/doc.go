@@ -6,10 +6,11 @@
 //
 // # Use
 //
-//	pool, err := connector.New(connector.Config{NoDelay: true}) // 2 workers, 32 in flight each
+//	pool, err := connector.New(connector.Config{NoDelay: true}) // 2 workers × 32 slots, adaptive pacing
+//	ups, err := pool.SetUpstreams("web", []connector.UpstreamConfig{{Addr: a}, {Addr: b}})
 //	...
-//	req := &connector.Request{Addrs: upstreams, Handler: h, Cookie: gen}
-//	if err := pool.Submit(req); err != nil { // ErrQueueFull: reject the client now
+//	req := &connector.Request{Upstreams: ups, Handler: h, Cookie: gen} // or Addrs: for a client-named target
+//	if err := pool.Submit(req); err != nil { // ErrQueueFull, ErrUpstreamsDown: reject the client now
 //		...
 //	}
 //	// later, on a worker goroutine: h.Connected(req) with req.FD or req.Err
@@ -17,15 +18,91 @@
 //	req.Cancel() // the client went away; Connected is still called once
 //	pool.Close() // completes what is left with ErrClosed and waits for the workers
 //
-// A worker takes a queued request into one of its MaxInflight slots and
-// connects: socket(SOCK_NONBLOCK|SOCK_CLOEXEC) → connect → EINPROGRESS →
-// write interest in its gnet poller → on the event, SO_ERROR. Success:
-// the fd leaves the poller, gets TCP_NODELAY if configured, and goes to the
-// handler. Failure (refused, timeout from the worker's timing wheel,
-// unreachable, EADDRNOTAVAIL, anything else): the socket is closed, the
-// failure counted by Class, and the next address tried while r.Tries allows
-// (Addrs[0], Addrs[1], … wrapping around). Immediate errors from connect()
-// take the same path.
+// A request waits in the queue of the upstream its attempt is for, until a
+// worker has a free slot (MaxInflight per worker) and the upstream has room
+// under its own limit; then the worker connects: socket(SOCK_NONBLOCK|
+// SOCK_CLOEXEC) → connect → EINPROGRESS → write interest in its gnet poller
+// → on the event, SO_ERROR. Success: the fd leaves the poller, gets
+// TCP_NODELAY if configured, and goes to the handler. Failure (refused,
+// timeout from the worker's timing wheel, unreachable, EADDRNOTAVAIL,
+// anything else): the socket is closed, the failure counted by Class, and
+// the next candidate queued while r.Tries allows (Upstreams[0],
+// Upstreams[1], … wrapping around; a candidate marked down is skipped
+// without using a try). The timeout of an attempt counts from when it
+// asked for a slot, so a request queued behind a slow upstream ends on
+// time. Requests by Addrs (targets named by SOCKS5 / HTTP CONNECT clients)
+// share one pseudo-upstream without a limit or health: only the global
+// slots pace them.
+//
+// # Isolation
+//
+// An upstream is one address of one listener (UpstreamKey). The workers'
+// slots go round-robin over the upstreams that have a queued request and
+// room under their limit (sched.go), so an upstream that hangs can hold at
+// most its own limit of slots, its queue is its own (UpstreamQueue), and
+// the others keep their latency: HAProxy's per-server maxconn and queue.
+//
+// # Health
+//
+// Passive: FailAfter consecutive attempts that fail for a reason of the
+// upstream's (refused, timeout, unreachable — not this host's EMFILE or
+// EADDRNOTAVAIL) mark it down for Backoff. Requests skip it; what waited
+// for it moves to its next candidate; Submit with every candidate down
+// returns ErrUpstreamsDown at once (the relay's close reason
+// upstreams_down) instead of queueing behind connects known to time out.
+// When the back-off is over one trial request is let through (and only
+// one: with nothing queued or in flight for it); success brings the
+// upstream up, failure doubles the back-off up to BackoffMax. Active
+// (CheckConfig, HAProxy's check/inter/rise/fall): a TCP connect every
+// Interval, run by one worker on its poller and wheel like any connect, in
+// a slot of its own — no goroutine per upstream, no session slot used.
+// Fall failed checks take the upstream down, Rise passed checks bring it
+// back (with a check, only the check does). Every change is reported once
+// through Config.OnHealth and counted (UpstreamStats.Transitions).
+//
+// # Adaptive pacing
+//
+// With Pacing "adaptive" (the default) each upstream's limit of connects in
+// flight is a loss-based AIMD controller with slow start — TCP Reno's
+// window applied to connect attempts (pacing.go):
+//
+//   - Start at 8 (pacerInitial), at most UpstreamMaxInflight.
+//   - A connect that succeeds while demand is at the limit (requests queued,
+//     or the limit in use) raises it: +1 below ssthresh (slow start: the
+//     limit doubles per round of connects), +1/limit above (one per round).
+//     Without demand it stays: an upstream that needs two connects at a
+//     time must not drift to the ceiling and then storm on the next burst.
+//   - A congestion signal halves it (pacerBeta 0.5, floor 1) and sets
+//     ssthresh there: a refusal, a timeout, or a lost SYN — an attempt still
+//     unanswered after lateAfter = max(200 ms, 3 × the minimum connect time
+//     over the last 10–20 s), capped at the timeout. Only attempts started
+//     after the last cut can cut again, so one overload episode (every SYN
+//     in flight dropped at once) costs one halving, not one per SYN.
+//   - With adaptive pacing a lost SYN is not waited out: the attempt is
+//     closed and re-sent from the front of the upstream's queue when the
+//     lowered limit lets it, within its original deadline. The kernel would
+//     retransmit after 1 s, 3 s, 7 s (the initial RTO): the ≥ 1 s mode in a
+//     storm's connect latency is exactly that.
+//   - After pacerCalmSpan (5 s) without a cut, ssthresh returns to the
+//     ceiling, so when the upstream got faster (a bigger backlog, more
+//     servers behind an address) the limit finds the new level by slow start
+//     within a few rounds rather than by +1 per round.
+//
+// Why loss and not latency: TCP Vegas, Netflix's Gradient2 and Envoy's
+// adaptive concurrency filter steer by the ratio of a latency to its
+// minimum, which measures a queue that grows with load. A connect has no
+// such queue: the upstream's kernel answers the SYN with a SYN-ACK
+// straight from softirq until its accept queue (the listen backlog) is
+// full, and then drops it. The connect latency stays at the path's round
+// trip right up to the loss and then jumps to the retransmission timeout;
+// there is no gradient to follow, only the loss, which lateAfter detects
+// 5× sooner than the kernel's first retransmission. A latency controller
+// would also mistake a busy relay host (late worker wake-ups) for a slow
+// upstream; here a false "late" costs one halving per episode, which slow
+// start undoes in a few rounds.
+//
+// With Pacing "fixed", each upstream has UpstreamMaxInflight slots and no
+// controller (lost SYNs are still counted, not re-sent).
 //
 // # Why a separate, small pool
 //
@@ -39,8 +116,11 @@
 // non-blocking connects, because more parallel connects produced more
 // failures (SYN back-off, accept-queue overflow upstream, exhausted
 // ephemeral ports). Hence the defaults — 2 workers, 32 connects in flight
-// per worker — and the bounded FIFO in front: excess demand waits in line or
-// is rejected at once (ErrQueueFull), it never turns into a SYN storm.
+// per worker — and the bounded queues in front: excess demand waits in line
+// or is rejected at once (ErrQueueFull), it never turns into a SYN storm.
+// The per-upstream limit and its controller are the same idea one level
+// down: what an upstream can take is found by measuring it, not by a
+// constant tuned by hand.
 //
 // Why not gnet's EventLoop.Register or net.Dial: Register is a blocking
 // net.Dial in a pool goroutine with no timeout, and any net.Dial costs a
@@ -53,10 +133,11 @@
 //
 // # Concurrency and ownership
 //
-//   - Submit, Cancel, Stats and Close are safe from any goroutine. Submit
-//     never blocks and never calls the handler. It wakes a worker (one
-//     eventfd write) only when the worker would not look at its FIFO by
-//     itself; a busy worker pulls the next request whenever a slot frees.
+//   - Submit, Cancel, SetUpstreams, Stats, UpstreamStats and Close are safe
+//     from any goroutine. Submit never blocks and never calls the handler.
+//     It wakes a worker (one eventfd write) only when no worker with a free
+//     slot would look at the queues by itself; a busy worker pulls the next
+//     request whenever a slot frees.
 //   - The caller owns Request. Between Submit and Connected it must not
 //     write to it; the connector touches r and r.FD only until it calls
 //     Connected, then never again — ownership of both passes to the handler
@@ -70,16 +151,18 @@
 //     connector and the result is ErrCanceled. Cancel must not race with a
 //     later Submit of the same Request.
 //   - Each worker owns its poller, wheel, slots and fd table outright; other
-//     goroutines reach it only through a small mutex-guarded FIFO and posted
-//     tasks. A closed fd's number can be reused by the kernel at once, so a
+//     goroutines reach it only through the scheduler (the queues, counts,
+//     pacers and health, under one pool mutex held for pointer moves and a
+//     few arithmetic steps) and posted tasks. A closed fd's number can be reused by the kernel at once, so a
 //     worker closes the sockets it registered only after the event batch it
 //     is processing (see worker.closeLater) and always removes them from
 //     the poller first: a late event is never applied to a new attempt.
 //
 // # Non-goals
 //
-// Name resolution (Addrs are resolved addresses), balancing across
-// upstreams (the caller rotates Addrs), TLS or proxy protocols, and
-// retries beyond Tries. Linux-only (build tag linux): the socket layer uses
+// Name resolution (Addrs are resolved addresses), choosing the first
+// upstream (the caller rotates and weights its list; the connector only
+// skips down ones), per-destination state for client-named targets, TLS or
+// proxy protocols, and retries beyond Tries. Linux-only (build tag linux): the socket layer uses
 // SOCK_NONBLOCK|SOCK_CLOEXEC in one call and epoll semantics for Delete.
 package connector

@@ -21,6 +21,10 @@ var (
 	ErrQueueFull       = errors.New("connector: queue full")
 	ErrClosed          = errors.New("connector: pool closed")
 	ErrCanceled        = errors.New("connector: request canceled")
+	// ErrUpstreamsDown: every candidate upstream is marked down (see
+	// Upstream). Submit returns it at once rather than queueing the
+	// request behind connects that are known to time out.
+	ErrUpstreamsDown = errors.New("connector: all upstreams down")
 
 	// ErrInvalidRequest is returned by Submit for a request without
 	// addresses or handler, or one that is still being worked on.

@@ -22,36 +22,47 @@ type Handler interface {
 // Submit and Connected it must not write to it.
 type Request struct {
 	// Set by the caller.
-	Addrs   []netip.AddrPort // candidates in order; tried from Addrs[0], wrapping around if Tries > len(Addrs)
-	Tries   int              // attempts in total (1 = no failover); 0 = len(Addrs)
-	Timeout time.Duration    // per attempt; 0 = the pool's ConnectTimeout
-	Handler Handler
-	Cookie  uint64 // opaque to the connector (the relay's session generation), returned untouched
+	Addrs []netip.AddrPort // candidates in order, when Upstreams is empty; tried from Addrs[0], wrapping around if Tries > len(Addrs)
+	// Upstreams are the candidates as registered upstreams (Pool.SetUpstreams),
+	// in the caller's failover order: each attempt waits in its upstream's
+	// queue for a slot under that upstream's limit, and an upstream marked
+	// down is skipped. When set, Addrs is ignored.
+	Upstreams []*Upstream
+	Tries     int           // attempts in total (1 = no failover); 0 = the number of candidates
+	Timeout   time.Duration // per attempt, its wait for a slot included; 0 = the pool's ConnectTimeout
+	Handler   Handler
+	Cookie    uint64 // opaque to the connector (the relay's session generation), returned untouched
 
 	// Results, valid in Handler.Connected.
 	FD       int            // connected non-blocking, close-on-exec socket, or -1. Ownership passes to the handler.
 	Addr     netip.AddrPort // the address that answered, or the last one tried (zero if none was)
-	Err      error          // nil, ErrTimeout, ErrCanceled, ErrClosed, or the errno as *os.SyscallError
-	Attempts int            // connect attempts made
+	Upstream *Upstream      // the upstream of Addr when Upstreams was set
+	Err      error          // nil, ErrTimeout, ErrCanceled, ErrClosed, ErrUpstreamsDown, or the errno as *os.SyscallError
+	Attempts int            // connect attempts made (a re-sent SYN of a late attempt not included)
 	Latency  time.Duration  // from Submit to completion
 
 	// state is touched by goroutines other than the owning worker: phase
 	// (idle/queued/inflight/done) plus the canceled bit.
 	state atomic.Uint32
-	// slot is the worker slot while in flight (nil otherwise), written by
-	// the worker; atomic because a canceled request may be reused and
-	// started by another worker while the first still checks it.
-	slot atomic.Pointer[slot]
 
-	// Set by Submit before the request is published to the worker.
-	w     *worker
-	start time.Time
+	p *Pool // set by Submit before the state is published
 
-	// Guarded by w.mu: links in the worker's FIFO (prev, next) or, once
-	// canceled while queued, in its cancel list (next). After the worker has
-	// taken the request, next links the batch it is starting (worker only).
-	prev, next *Request
-	inQueue    bool
+	// Guarded by the pool's mu.
+	start    time.Time // Submit
+	enq      time.Time // this attempt asked for a slot: its deadline is enq + timeout
+	attStart time.Time // this attempt's dial
+	ups      *Upstream // the upstream this attempt waits for or runs against
+	idx      int       // next candidate index
+	tried    int       // attempts consumed (dials and queue timeouts)
+	tries    int       // Tries with the default applied
+	timeout  time.Duration
+	lastErr  error
+	w        *worker  // the worker running the attempt (in flight only)
+	s        *slot    // its slot (in flight only)
+	prev     *Request // links in an upstream's FIFO, or (next) the cancel list
+	next     *Request
+	inQueue  bool
+	resend   bool // the next dial re-sends a late attempt's SYN: not a new attempt
 }
 
 const (
@@ -67,11 +78,11 @@ const (
 // of requests. Only after Handler.Connected has run for it (the connector
 // never touches r after that), never while it is queued or in flight.
 func (r *Request) Reset() {
-	r.Addrs, r.Tries, r.Timeout, r.Handler, r.Cookie = nil, 0, 0, nil, 0
-	r.FD, r.Addr, r.Err, r.Attempts, r.Latency = -1, netip.AddrPort{}, nil, 0, 0
-	r.w, r.start, r.prev, r.next, r.inQueue = nil, time.Time{}, nil, nil, false
+	r.Addrs, r.Upstreams, r.Tries, r.Timeout, r.Handler, r.Cookie = nil, nil, 0, 0, nil, 0
+	r.FD, r.Addr, r.Upstream, r.Err, r.Attempts, r.Latency = -1, netip.AddrPort{}, nil, nil, 0, 0
+	r.start, r.enq, r.attStart, r.ups, r.idx, r.tried, r.tries, r.timeout, r.lastErr = time.Time{}, time.Time{}, time.Time{}, nil, 0, 0, 0, 0, nil
+	r.p, r.w, r.s, r.prev, r.next, r.inQueue = nil, nil, nil, nil, nil, false
 	r.state.Store(phaseIdle)
-	r.slot.Store(nil)
 }
 
 // Cancel tells the connector the client went away. If r is still queued it
@@ -93,24 +104,5 @@ func (r *Request) Cancel() {
 			break
 		}
 	}
-	w := r.w // written by Submit before the state was published
-	w.mu.Lock()
-	if r.inQueue {
-		// Still queued: take it out now so it neither waits behind
-		// hanging connects nor occupies a queue place; the worker
-		// completes it, since the handler runs on a worker goroutine.
-		w.unlinkLocked(r)
-		w.p.queued.Add(-1)
-		r.next, w.cancels = w.cancels, r
-	} else {
-		// Taken by the worker (or just completed): it finds the slot.
-		w.inflightCancels = append(w.inflightCancels, r)
-	}
-	post := !w.posted && !w.closed
-	w.posted = w.posted || post
-	w.mu.Unlock()
-	if post {
-		w.st.wakeups.Add(1)
-		_ = w.loop.PostFunc(w.wakeF, nil) // fails only once the loop has stopped: the final drain completes r
-	}
+	r.p.cancel(r) // p is written by Submit before the state is published
 }

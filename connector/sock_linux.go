@@ -84,6 +84,13 @@ func connectDone(ev netpoll.IOEvent) (writable, failed bool) {
 	return netpoll.IsWriteEvent(ev), ev&netpoll.ErrEvents != 0
 }
 
+// connected reports whether a connecting socket has a peer: a connect that
+// completed but whose event the worker has not seen yet.
+func connected(fd int) bool {
+	_, err := unix.Getpeername(fd)
+	return err == nil
+}
+
 func setNoDelay(fd int) { _ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1) }
 
 func closeFD(fd int) { _ = unix.Close(fd) }

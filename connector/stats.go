@@ -30,13 +30,15 @@ func latencyBucket(d time.Duration) int {
 // Stats is a snapshot of a Pool's counters. Each field is read atomically,
 // the snapshot as a whole is not: counters may be a few events apart.
 type Stats struct {
-	Queued            int   // requests waiting for a connect slot, all workers
-	QueuedPerWorker   []int // the same, per worker (worker queues are FIFO each)
+	Queued            int   // requests waiting for a connect slot, all upstreams
 	Inflight          []int // requests being connected, per worker
 	InflightHighWater []int // the most ever in flight at once, per worker (≤ MaxInflight)
 
 	Submitted     uint64 // accepted by Submit
-	QueueRejected uint64 // refused by Submit with ErrQueueFull
+	QueueRejected uint64 // refused by Submit with ErrQueueFull (the pool's queue or an upstream's)
+	DownRejected  uint64 // refused by Submit with ErrUpstreamsDown: every candidate was down
+	DownFailed    uint64 // completed with ErrUpstreamsDown: the remaining candidates went down while queued
+	Late          uint64 // attempts unanswered past the late threshold (lost SYNs); re-sent with adaptive pacing
 	Wakeups       uint64 // worker wake-ups posted by Submit and Cancel (an eventfd write at most each); ≪ Submitted under load
 
 	Attempts  uint64             // connect attempts started
@@ -59,7 +61,7 @@ func (s Stats) Completed() uint64 { return s.Connected + s.Failed + s.Canceled +
 // only so that readers are race-free; writers never contend.
 type counters struct {
 	attempts, connected, failed, canceled, closed atomic.Uint64
-	wakeups                                       atomic.Uint64
+	wakeups, late, downFailed                     atomic.Uint64
 	failures                                      [NumClasses]atomic.Uint64
 	latCount, latSum                              atomic.Uint64
 	latBuckets                                    [NumLatencyBuckets]atomic.Uint64
@@ -79,6 +81,8 @@ func (c *counters) addTo(s *Stats) {
 	s.Canceled += c.canceled.Load()
 	s.Closed += c.closed.Load()
 	s.Wakeups += c.wakeups.Load()
+	s.Late += c.late.Load()
+	s.DownFailed += c.downFailed.Load()
 	for i := range c.failures {
 		s.Failures[i] += c.failures[i].Load()
 	}

@@ -68,6 +68,13 @@ func TestConfigValidate(t *testing.T) {
 		{Config{ConnectTimeout: -time.Second}, "connector.connect_timeout"},
 		{Config{Tick: -1}, "connector.tick"},
 		{Config{ConnectTimeout: time.Millisecond}, "connector.tick"}, // default 10ms tick > 1ms
+		{Config{Pacing: "fast"}, "connector.pacing"},
+		{Config{UpstreamMaxInflight: -1}, "connector.upstream_max_inflight"},
+		{Config{UpstreamQueue: -1}, "connector.upstream_queue"},
+		{Config{FailAfter: 5000}, "connector.health.fail_after"},
+		{Config{Backoff: -1}, "connector.health.backoff"},
+		{Config{Backoff: time.Minute, BackoffMax: time.Second}, "connector.health.backoff_max"},
+		{Config{Pacing: PacingFixed, FailAfter: -1, UpstreamMaxInflight: 1}, ""},
 	} {
 		err := tc.cfg.Validate()
 		if tc.key == "" {
@@ -100,5 +107,118 @@ func TestLatencyBuckets(t *testing.T) {
 		if got < NumLatencyBuckets-1 && tc.d > LatencyBucketBound(got) {
 			t.Errorf("%v above its bucket bound %v", tc.d, LatencyBucketBound(got))
 		}
+	}
+}
+
+// The adaptive pacer, driven with exact times.
+func TestPacer(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+
+	p := newPacer(true, 64)
+	if p.cap() != pacerInitial {
+		t.Fatalf("initial cap %d", p.cap())
+	}
+	// Not limited: no growth however many successes.
+	for i := range 100 {
+		p.success(50*time.Microsecond, at(i), false)
+	}
+	if p.cap() != pacerInitial {
+		t.Fatalf("grew without demand: %d", p.cap())
+	}
+	if got := p.minLatency(); got != 50*time.Microsecond {
+		t.Fatalf("min latency %v", got)
+	}
+	if got := p.lateAfter(5 * time.Second); got != lateFloor {
+		t.Fatalf("late after %v, want the floor", got)
+	}
+	// Slow start: +1 per limited success, up to the ceiling.
+	for i := range 100 {
+		p.success(50*time.Microsecond, at(100+i), true)
+	}
+	if p.cap() != 64 {
+		t.Fatalf("slow start reached %d, want the ceiling 64", p.cap())
+	}
+	// One cut per episode: the attempts in flight when it was cut (started
+	// before it) do not cut again.
+	if !p.congestion(at(300), at(500)) || p.cap() != 32 {
+		t.Fatalf("first cut: cap %d", p.cap())
+	}
+	for _, started := range []int{300, 400, 499} {
+		if p.congestion(at(started), at(600)) {
+			t.Fatalf("an attempt started at %d ms (before the cut) cut again", started)
+		}
+	}
+	if !p.congestion(at(500), at(700)) || p.cap() != 16 {
+		t.Fatalf("second episode: cap %d", p.cap())
+	}
+	for k := 0; p.cap() > 1; k++ {
+		p.congestion(at(800+k*200), at(900+k*200))
+	}
+	p.congestion(at(5000), at(5100))
+	if p.cap() != 1 || p.cuts < 6 {
+		t.Fatalf("floor: cap %d after %d cuts", p.cap(), p.cuts)
+	}
+	// Congestion avoidance above ssthresh (1): +1/limit per success.
+	for i := range 3 {
+		p.success(50*time.Microsecond, at(5200+i), true)
+	}
+	if p.cap() != 2 {
+		t.Fatalf("after 3 successes from 1: cap %d (limit %.2f)", p.cap(), p.limit)
+	}
+	// Calm for pacerCalmSpan: slow start resumes, and the limit climbs
+	// back to the ceiling in well under a thousand successes.
+	n := 0
+	for ; p.cap() < 64 && n < 1000; n++ {
+		p.success(50*time.Microsecond, at(5100+int(pacerCalmSpan/time.Millisecond)+n), true)
+	}
+	if p.cap() != 64 || n > 100 {
+		t.Fatalf("recovery: cap %d after %d successes", p.cap(), n)
+	}
+	// A distant upstream: late is 3× its minimum connect time.
+	q := newPacer(true, 64)
+	q.success(150*time.Millisecond, t0, false)
+	if got := q.lateAfter(5 * time.Second); got != 450*time.Millisecond {
+		t.Fatalf("late after %v for a 150 ms upstream", got)
+	}
+	if got := q.lateAfter(300 * time.Millisecond); got != 300*time.Millisecond {
+		t.Fatalf("late after %v, beyond the timeout", got)
+	}
+	// The minimum forgets: two windows later a slower path is the minimum.
+	q.success(time.Second, t0.Add(minLatWindow), false)
+	q.success(time.Second, t0.Add(2*minLatWindow), false)
+	if got := q.minLatency(); got != time.Second {
+		t.Fatalf("min latency %v after two windows", got)
+	}
+
+	f := newPacer(false, 8)
+	f.success(time.Millisecond, t0, true)
+	if f.congestion(t0, t0.Add(time.Second)) || f.cap() != 8 {
+		t.Fatalf("fixed pacing moved: cap %d", f.cap())
+	}
+}
+
+func TestCheckConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		c   CheckConfig
+		key string
+	}{
+		{CheckConfig{Interval: -1}, "interval"},
+		{CheckConfig{Interval: time.Second, Timeout: time.Second}, "timeout"},
+		{CheckConfig{Interval: time.Second, Timeout: -1}, "timeout"},
+		{CheckConfig{Interval: time.Second, Rise: -1}, "rise"},
+		{CheckConfig{Interval: time.Second, Fall: 1001}, "fall"},
+	} {
+		err := tc.c.Validate("listeners[0].check")
+		if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "listeners[0].check."+tc.key+" = ") {
+			t.Errorf("%+v: %v, want the key %s named", tc.c, err, tc.key)
+		}
+	}
+	if err := (CheckConfig{}).Validate("x"); err != nil {
+		t.Errorf("no check: %v", err)
+	}
+	d := CheckConfig{Interval: 2 * time.Second}.withDefaults(time.Second)
+	if d.Timeout != time.Second || d.Rise != DefaultRise || d.Fall != DefaultFall {
+		t.Errorf("defaults %+v", d)
 	}
 }

@@ -3,9 +3,8 @@
 package connector
 
 import (
+	"net/netip"
 	"os"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/panjf2000/gnet/v2/pkg/netpoll"
@@ -15,51 +14,67 @@ import (
 )
 
 // slot is one connect in flight. A worker has exactly MaxInflight of them,
-// so the cap is structural, and each carries its own wheel timer bound once
-// at New: the timer does not live in Request because callers assign fresh
-// Request literals (which would wipe a bound timer and cost an allocation to
-// re-bind per request).
+// so the per-worker cap is structural, and each carries its own wheel timer
+// bound once at New: the timer does not live in Request because callers
+// assign fresh Request literals (which would wipe a bound timer and cost an
+// allocation to re-bind per request). An active check has a slot of its own
+// outside the free list (check != nil).
 type slot struct {
-	w       *worker
-	r       *Request // nil while free
-	fd      int      // socket of the current attempt, registered in the poller; -1 between attempts
-	tries   int
-	timeout time.Duration
-	lastErr error
-	timer   timeout.Timer
+	w     *worker
+	r     *Request // nil while free
+	fd    int      // socket of the current attempt, registered in the poller; -1 between attempts
+	stage uint8    // what the armed timer means
+	late  time.Duration
+	timer timeout.Timer
+	check *checker
+}
+
+const (
+	stageNone     uint8 = iota
+	stageLate           // the timer fires at the late threshold (a lost SYN)
+	stageDeadline       // the timer fires at the attempt's deadline
+)
+
+// completion is a handler call to make once p.mu is released.
+type completion struct {
+	r   *Request
+	fd  int
+	err error
 }
 
 type worker struct {
-	p     *Pool
-	id    int
-	loop  *evloop.Loop
-	wakeF func(any) error // method values bound once: a post allocates no closure (gnet's task queue still allocates a node per post, one more reason posts are rare)
-	st    counters
-	load  atomic.Int64 // queued + in flight on this worker, for least-loaded choice
+	p        *Pool
+	id       int
+	loop     *evloop.Loop
+	wakeF    func(any) error // method values bound once: a post allocates no closure (gnet's task queue still allocates a node per post, one more reason posts are rare)
+	checkOpF func(any) error
+	st       counters
 
-	// mu guards the FIFO (head, tail, and the requests' prev/next/inQueue),
-	// the cancel list and the flags below. It is the only lock on the path,
-	// held for a few pointer moves.
-	mu              sync.Mutex
-	head            *Request
-	tail            *Request
-	cancels         *Request   // canceled while queued, waiting for the worker to complete them
+	// Guarded by p.mu.
 	posted          bool       // a wake task is on the loop's queue and has not started
-	full            bool       // no free slot: the worker pulls from the FIFO as slots free, Submit need not wake it
-	inflightCancels []*Request // canceled while in flight; the worker finds each one's slot (mu)
-	closed          bool       // Close was called, or the loop ended: Submit refuses
+	full            bool       // no free slot: the worker pulls as slots free, nobody need wake it
+	inflightCancels []*Request // canceled while in flight; the worker finds each one's slot
+	armSweep        bool       // worker 0: arm the queue sweep
 
-	// Loop goroutine only.
-	slots []slot
-	free  []*slot
-	fds   []*slot // fd → slot of the attempt registered under that fd
-	freed bool    // a slot was freed since the last pull
-	sa    sockaddrs
+	// Loop goroutine only (the lists are appended to under p.mu, but only
+	// by this goroutine, and drained by flush after the lock is released).
+	slots  []slot
+	free   []*slot
+	fds    []*slot // fd → slot of the attempt registered under that fd
+	sa     sockaddrs
+	starts []*slot       // slots filled by pullLocked, to dial
+	done   []completion  // handler calls to make
+	events []HealthEvent // for Config.OnHealth
+	wake   uint64        // workers to post to
+	spare  []*Request    // the other inflightCancels buffer
+	sweep  timeout.Timer // worker 0: expires queued requests at their deadline
+	checks []*checker    // active checks this worker runs
 }
 
 func newWorker(p *Pool, id int) (*worker, error) {
 	w := &worker{p: p, id: id}
-	w.wakeF = w.wake
+	w.wakeF = w.wakeTask
+	w.checkOpF = w.checkOp
 	loop, err := evloop.New(p.cfg.Tick, w.onEvent, nil)
 	if err != nil {
 		return nil, err
@@ -73,6 +88,7 @@ func newWorker(p *Pool, id int) (*worker, error) {
 		s.timer.Init(s.onTimeout)
 		w.free = append(w.free, s)
 	}
+	w.sweep.Init(w.onSweep)
 	w.fds = make([]*slot, 1024)
 	return w, nil
 }
@@ -85,179 +101,166 @@ func (w *worker) run() error {
 	return err
 }
 
-// --- FIFO, under mu ---
+// --- slots ---
 
-func (w *worker) pushLocked(r *Request) {
-	r.prev, r.next, r.inQueue = w.tail, nil, true
-	if w.tail != nil {
-		w.tail.next = r
-	} else {
-		w.head = r
+// takeSlot and releaseSlot keep the in-flight gauge with the free list.
+func (w *worker) takeSlot() *slot {
+	s := w.free[len(w.free)-1]
+	w.free = w.free[:len(w.free)-1]
+	if n := w.st.inflight.Add(1); n > w.st.high.Load() {
+		w.st.high.Store(n) // only this goroutine writes high
 	}
-	w.tail = r
+	return s
 }
 
-func (w *worker) unlinkLocked(r *Request) {
-	if r.prev != nil {
-		r.prev.next = r.next
-	} else {
-		w.head = r.next
-	}
-	if r.next != nil {
-		r.next.prev = r.prev
-	} else {
-		w.tail = r.prev
-	}
-	r.prev, r.next, r.inQueue = nil, nil, false
+func (w *worker) releaseSlot(s *slot) {
+	s.r, s.stage = nil, stageNone
+	w.free = append(w.free, s)
+	w.st.inflight.Add(-1)
+}
+
+func (w *worker) finishLater(r *Request, err error) {
+	w.done = append(w.done, completion{r: r, fd: -1, err: err})
+}
+
+func (w *worker) connectedLater(r *Request, fd int) {
+	w.done = append(w.done, completion{r: r, fd: fd})
 }
 
 // --- loop goroutine ---
 
-// wake is the task Submit and Cancel post: complete requests canceled while
-// queued, abort in-flight ones that were canceled, start queued ones.
-func (w *worker) wake(any) error {
-	w.mu.Lock()
+// wakeTask is the task Submit, Cancel and other workers post: complete
+// requests canceled while queued, abort in-flight ones that were canceled,
+// start queued ones.
+func (w *worker) wakeTask(any) error {
+	p := w.p
+	now := time.Now()
+	p.mu.Lock()
 	w.posted = false
-	c := w.cancels
-	w.cancels = nil
+	c := p.cancels
+	p.cancels = nil
 	ic := w.inflightCancels
-	w.inflightCancels = nil
-	w.mu.Unlock()
+	w.inflightCancels = w.spare[:0]
+	arm := w.armSweep
+	w.armSweep = false
 	for c != nil {
 		next := c.next
 		c.next = nil
-		w.complete(c, -1, ErrCanceled)
+		w.finishLater(c, ErrCanceled)
 		c = next
 	}
-	// In-flight cancels: each request names the slot it was started in,
-	// so this costs one check per cancel, not a scan of every slot (up to
-	// MaxInflight per wake under an abandon storm). The checks make a stale
-	// entry harmless: a request that finished meanwhile has no slot, and one
-	// that was reused since is in another slot, or not canceled.
-	for _, r := range ic {
-		s := r.slot.Load()
-		if s == nil || s.w != w || s.r != r || r.state.Load()&canceledBit == 0 {
+	// In-flight cancels: each request names its slot, so this costs one
+	// check per cancel, not a scan of every slot. The checks make a stale
+	// entry harmless: a request that finished meanwhile has no slot, and
+	// one that was reused since is in another slot, or not canceled.
+	for i, r := range ic {
+		ic[i] = nil
+		s := r.s
+		if s == nil || r.w != w || s.r != r || r.state.Load()&canceledBit == 0 {
 			continue
 		}
 		if fd := s.fd; fd >= 0 {
 			w.unregister(s)
 			w.closeLater(fd)
 		}
-		w.finish(s, -1, ErrCanceled)
+		p.endAttemptLocked(w, s, -1, ErrCanceled, now)
 	}
-	w.pull()
+	w.spare = ic
+	p.pullLocked(w, now)
+	p.mu.Unlock()
+	if arm {
+		w.loop.Wheel().Schedule(&w.sweep, w.sweepEvery(), w.loop.Refresh())
+	}
+	w.flush()
 	return nil
 }
 
-// pull moves queued requests into free slots and starts them. It runs after
-// every step that frees a slot, which is what lets Submit skip the wake-up
-// while the worker is full.
-func (w *worker) pull() {
-	w.freed = false
-	for {
-		w.mu.Lock()
-		n := len(w.free)
-		var batch, last *Request
-		k := 0
-		for ; k < n && w.head != nil; k++ {
-			r := w.head
-			w.unlinkLocked(r)
-			// Cancel may set the canceled bit concurrently (it takes mu
-			// only after): keep it; start() honours it.
-			for {
-				st := r.state.Load()
-				if r.state.CompareAndSwap(st, st&^phaseMask|phaseInflight) {
-					break
-				}
+// flush does what the locked steps queued: handler calls, dials (which
+// may queue more of both), wake-ups of other workers, health reports.
+func (w *worker) flush() {
+	for len(w.done) > 0 || len(w.starts) > 0 {
+		for i := 0; i < len(w.done); i++ {
+			c := w.done[i]
+			w.done[i] = completion{}
+			w.complete(c.r, c.fd, c.err) // the handler may Submit: that never appends here
+		}
+		w.done = w.done[:0]
+		for i := 0; i < len(w.starts); i++ { // dial may append (a failure pulls the next)
+			s := w.starts[i]
+			w.starts[i] = nil
+			w.dial(s)
+		}
+		w.starts = w.starts[:0]
+	}
+	if m := w.wake; m != 0 {
+		w.wake = 0
+		w.p.post(m)
+	}
+	if len(w.events) > 0 {
+		if f := w.p.cfg.OnHealth; f != nil {
+			for _, ev := range w.events {
+				f(ev)
 			}
-			if last == nil {
-				batch = r
-			} else {
-				last.next = r
-			}
-			last = r
 		}
-		w.full = n-k == 0
-		w.mu.Unlock()
-		if k == 0 {
-			return
-		}
-		w.p.queued.Add(-int64(k))
-		for r := batch; r != nil; {
-			next := r.next
-			r.next = nil
-			w.start(r)
-			r = next
-		}
-		// Connects that failed at once freed their slots again: refill
-		// them (each round consumes the FIFO, so this ends).
-		if !w.freed {
-			return
-		}
-		w.freed = false
+		clear(w.events)
+		w.events = w.events[:0]
 	}
 }
 
-func (w *worker) start(r *Request) {
-	s := w.free[len(w.free)-1]
-	w.free = w.free[:len(w.free)-1]
-	s.r, s.fd, s.lastErr = r, -1, nil
-	r.slot.Store(s)
-	s.tries = r.Tries
-	if s.tries <= 0 {
-		s.tries = len(r.Addrs)
-	}
-	s.timeout = r.Timeout
-	if s.timeout <= 0 {
-		s.timeout = w.p.cfg.ConnectTimeout
-	}
-	if n := w.st.inflight.Add(1); n > w.st.high.Load() {
-		w.st.high.Store(n) // only this goroutine writes high
-	}
-	if r.state.Load()&canceledBit != 0 {
-		w.finish(s, -1, ErrCanceled)
-		return
-	}
-	w.attempt(s)
+// endAttempt ends the attempt in s and refills free slots; the caller
+// flushes.
+func (w *worker) endAttempt(s *slot, fd int, err error) {
+	now := time.Now()
+	w.p.mu.Lock()
+	w.p.endAttemptLocked(w, s, fd, err, now)
+	w.p.pullLocked(w, now)
+	w.p.mu.Unlock()
 }
 
-// attempt starts the next connect of s, or finishes s when no try is left.
-// Immediate failures loop here rather than recursing.
-func (w *worker) attempt(s *slot) {
+// dial starts the attempt of the request pullLocked put in s. Immediate
+// failures end the attempt here (which may queue the next dial in
+// w.starts; flush loops rather than recursing).
+func (w *worker) dial(s *slot) {
 	r := s.r
-	for {
-		if r.Attempts >= s.tries {
-			w.finish(s, -1, s.lastErr)
-			return
-		}
-		ap := r.Addrs[r.Attempts%len(r.Addrs)]
+	u := r.ups // stable while r holds s
+	var ap netip.AddrPort
+	if u.direct {
+		ap = r.Addrs[r.tried%len(r.Addrs)]
+	} else {
+		ap = u.key.Addr
+	}
+	now := time.Now()
+	r.attStart, r.Addr = now, ap
+	if r.resend {
+		r.resend = false
+	} else {
 		r.Attempts++
-		r.Addr = ap
 		w.st.attempts.Add(1)
-		fd, inProgress, err := w.sa.dial(ap)
-		if err != nil {
-			w.failed(s, err)
-			continue
-		}
-		if !inProgress { // connected at once; never registered
-			w.finish(s, fd, nil)
-			return
-		}
-		if err := w.loop.Poller().AddWrite(&netpoll.PollAttachment{FD: fd}, false); err != nil {
-			closeFD(fd) // never registered: safe to close now
-			w.failed(s, err)
-			continue
-		}
-		s.fd = fd
-		w.setFD(fd, s)
-		w.loop.Wheel().Schedule(&s.timer, s.timeout, w.loop.Refresh())
+	}
+	fd, inProgress, err := w.sa.dial(ap)
+	if err != nil {
+		w.endAttempt(s, -1, err)
 		return
 	}
-}
-
-func (w *worker) failed(s *slot, err error) {
-	w.st.failures[Classify(err)].Add(1)
-	s.lastErr = err
+	if !inProgress { // connected at once; never registered
+		w.endAttempt(s, fd, nil)
+		return
+	}
+	if err := w.loop.Poller().AddWrite(&netpoll.PollAttachment{FD: fd}, false); err != nil {
+		closeFD(fd) // never registered: safe to close now
+		w.endAttempt(s, -1, err)
+		return
+	}
+	s.fd = fd
+	w.setFD(fd, s)
+	rem := r.enq.Add(r.timeout).Sub(now)
+	if s.late > 0 && s.late < rem {
+		s.stage = stageLate
+		w.loop.Wheel().Schedule(&s.timer, s.late, w.loop.Refresh())
+	} else {
+		s.stage = stageDeadline
+		w.loop.Wheel().Schedule(&s.timer, max(rem, 0), w.loop.Refresh())
+	}
 }
 
 func (w *worker) setFD(fd int, s *slot) {
@@ -282,24 +285,28 @@ func (w *worker) onEvent(fd int, ev netpoll.IOEvent) {
 		return // spurious wake-up: keep waiting
 	}
 	w.unregister(s)
+	var err error
 	switch {
 	case errno != 0:
-		w.closeLater(fd)
-		w.failed(s, os.NewSyscallError("connect", errno))
-		w.attempt(s)
+		err = os.NewSyscallError("connect", errno)
 	case !writable: // hang-up without an error or writability
+		err = errHangup
+	}
+	if s.check != nil {
 		w.closeLater(fd)
-		w.failed(s, errHangup)
-		w.attempt(s)
-	default:
-		w.finish(s, fd, nil) // connected
+		s.check.result(err)
+		return
 	}
-	if w.freed {
-		w.pull()
+	if err != nil {
+		w.closeLater(fd)
+		fd = -1
 	}
+	w.endAttempt(s, fd, err)
+	w.flush()
 }
 
-// onTimeout is the slot timer: the current attempt took too long.
+// onTimeout is the slot timer: the attempt is late (stageLate) or past its
+// deadline.
 //
 // A starved worker can find the deadline and the connect's own outcome in
 // the same event batch, tick first. If the kernel already failed the connect
@@ -310,18 +317,93 @@ func (w *worker) onEvent(fd int, ev netpoll.IOEvent) {
 // reuse the number and receive that event (see closeLater).
 func (s *slot) onTimeout(time.Time) {
 	w := s.w
+	if s.check != nil {
+		s.check.onTimer()
+		return
+	}
 	fd := s.fd
+	errno := soError(fd)
+	if s.stage == stageLate && errno == 0 {
+		w.onLate(s)
+		return
+	}
 	var err error = ErrTimeout
-	if errno := soError(fd); errno != 0 {
+	if errno != 0 {
 		err = os.NewSyscallError("connect", errno)
 	}
 	w.unregister(s)
 	w.closeLater(fd)
-	w.failed(s, err)
-	w.attempt(s)
-	if w.freed {
-		w.pull()
+	w.endAttempt(s, -1, err)
+	w.flush()
+}
+
+// onLate handles an attempt unanswered past its late threshold. One that
+// is connected has its event pending (this batch or the next) and just
+// waits on; otherwise the SYN was lost (sched.go, lateLocked).
+func (w *worker) onLate(s *slot) {
+	r := s.r
+	rem := r.enq.Add(r.timeout).Sub(time.Now())
+	if connected(s.fd) {
+		s.stage = stageDeadline
+		w.loop.Wheel().Schedule(&s.timer, max(rem, 0), w.loop.Refresh())
+		return
 	}
+	giveUp := r.ups.pace.adaptive // fixed at the upstream's creation
+	if giveUp {
+		fd := s.fd
+		w.unregister(s)
+		w.closeLater(fd)
+	}
+	now := time.Now()
+	w.p.mu.Lock()
+	w.p.lateLocked(w, s, now, giveUp)
+	if giveUp {
+		w.p.pullLocked(w, now)
+	}
+	w.p.mu.Unlock()
+	if !giveUp {
+		s.stage = stageDeadline
+		w.loop.Wheel().Schedule(&s.timer, max(rem, 0), w.loop.Refresh())
+	}
+	w.flush()
+}
+
+// sweepEvery is the queue sweep's period: a twentieth of the connect
+// timeout (so a queued request expires within 5% of it), between one tick
+// and 100 ms.
+func (w *worker) sweepEvery() time.Duration {
+	return min(max(w.p.cfg.ConnectTimeout/20, w.p.cfg.Tick), 100*time.Millisecond)
+}
+
+// onSweep (worker 0) fails queued requests whose attempt deadline passed
+// while they waited for a slot, and re-arms while anything is queued.
+func (w *worker) onSweep(time.Time) {
+	p := w.p
+	now := time.Now()
+	p.mu.Lock()
+	for _, u := range p.all {
+		for r := u.head; r != nil; {
+			next := r.next
+			if !now.Before(r.enq.Add(r.timeout)) {
+				p.unlinkLocked(r)
+				if r.state.Load()&canceledBit != 0 {
+					w.finishLater(r, ErrCanceled)
+				} else {
+					p.queueTimeoutLocked(w, r, now)
+				}
+			}
+			r = next
+		}
+		p.updateReadyLocked(u)
+	}
+	again := p.queued > 0
+	p.sweeping = again
+	p.pullLocked(w, now)
+	p.mu.Unlock()
+	if again {
+		w.loop.Wheel().Schedule(&w.sweep, w.sweepEvery(), w.loop.Refresh())
+	}
+	w.flush()
 }
 
 // unregister takes the current attempt's fd out of the poller, the fd table
@@ -355,18 +437,6 @@ func (w *worker) unregister(s *slot) {
 // one that completed them, and they left the poller before the hand-off.)
 func (w *worker) closeLater(fd int) { w.loop.CloseAfterRound(fd) }
 
-// finish ends s: frees the slot and completes its request with fd or err.
-// The caller has unregistered s.fd.
-func (w *worker) finish(s *slot, fd int, err error) {
-	r := s.r
-	s.r, s.lastErr = nil, nil
-	r.slot.Store(nil)
-	w.free = append(w.free, s)
-	w.freed = true
-	w.st.inflight.Add(-1)
-	w.complete(r, fd, err)
-}
-
 // complete publishes the result and calls the handler: ownership of r and fd
 // passes to the caller here. Nothing touches either after Connected.
 func (w *worker) complete(r *Request, fd int, err error) {
@@ -399,39 +469,39 @@ func (w *worker) complete(r *Request, fd int, err error) {
 		w.st.canceled.Add(1)
 	case err == ErrClosed:
 		w.st.closed.Add(1)
+	case err == ErrUpstreamsDown:
+		w.st.failed.Add(1)
+		w.st.downFailed.Add(1)
 	default:
 		w.st.failed.Add(1)
 	}
-	w.load.Add(-1)
 	r.Handler.Connected(r) // ownership passes here
 }
 
 // drain runs on the worker goroutine after the loop has stopped (Close, or a
 // poller failure): refuse further Submits and complete everything left with
-// ErrClosed (ErrCanceled if it was canceled).
+// ErrClosed (ErrCanceled if it was canceled). The poller is closed: no
+// batch, no event, so closing at once is safe.
 func (w *worker) drain() {
-	w.mu.Lock()
-	w.closed = true
-	q, c := w.head, w.cancels
-	w.head, w.tail, w.cancels = nil, nil, nil
-	for r := q; r != nil; r = r.next {
-		r.inQueue = false
+	p := w.p
+	p.mu.Lock()
+	p.isClosed = true
+	for _, u := range p.all {
+		for u.head != nil {
+			r := u.head
+			p.unlinkLocked(r)
+			w.finishLater(r, ErrClosed)
+		}
+		p.updateReadyLocked(u)
 	}
-	w.mu.Unlock()
-	for c != nil {
+	for c := p.cancels; c != nil; {
 		next := c.next
 		c.next = nil
-		w.complete(c, -1, ErrCanceled)
+		w.finishLater(c, ErrCanceled)
 		c = next
 	}
-	for q != nil {
-		next := q.next
-		q.prev, q.next = nil, nil
-		w.p.queued.Add(-1)
-		w.complete(q, -1, ErrClosed)
-		q = next
-	}
-	// The poller is closed: no batch, no event, so closing at once is safe.
+	p.cancels = nil
+	w.inflightCancels = nil
 	for i := range w.slots {
 		s := &w.slots[i]
 		if s.r == nil {
@@ -443,7 +513,21 @@ func (w *worker) drain() {
 			closeFD(s.fd)
 			s.fd = -1
 		}
-		w.finish(s, -1, ErrClosed)
+		r := s.r
+		r.ups.inflight--
+		r.s, r.w = nil, nil
+		w.releaseSlot(s)
+		w.finishLater(r, ErrClosed)
 	}
+	for _, c := range w.checks {
+		c.haltLocked()
+	}
+	w.checks = nil
+	p.mu.Unlock()
+	w.starts = w.starts[:0]
+	for _, c := range w.done {
+		w.complete(c.r, c.fd, c.err)
+	}
+	w.done = nil
 	w.loop.FlushCloses()
 }

@@ -25,6 +25,14 @@ type Dialer interface {
 	Submit(r *connector.Request) error
 }
 
+// UpstreamRegistry is implemented by a Dialer that keeps per-upstream state
+// (*connector.Pool: caps, queues, pacing, health). The server registers each
+// forward listener's upstreams with it and names them in its requests, and
+// registers an empty list when the listener goes.
+type UpstreamRegistry interface {
+	SetUpstreams(listener string, cfgs []connector.UpstreamConfig) ([]*connector.Upstream, error)
+}
+
 // Config configures a Server. Zero values are safe defaults for the internet.
 type Config struct {
 	Loops       int           // relay event loops; 0 = runtime.GOMAXPROCS(0), the CPUs this process may use (affinity, cgroup quota), as the daemon's relay.loops
@@ -59,12 +67,19 @@ const (
 // takes the settings it lives by when it starts and keeps them, whatever a
 // later Update does.
 type ListenerConfig struct {
-	Name        string
-	Addr        netip.AddrPort
-	Upstreams   []netip.AddrPort // at least one in ModeForward; ignored (may be empty) otherwise
-	LeastConn   bool             // false: round-robin
-	Tries       int              // connect attempts in total across upstreams; 0 = len(Upstreams)
-	MaxSessions int              // 0 = unlimited
+	Name      string
+	Addr      netip.AddrPort
+	Upstreams []netip.AddrPort // at least one in ModeForward; ignored (may be empty) otherwise
+	LeastConn bool             // false: round-robin
+	// Weights share new sessions among Upstreams in proportion (smooth
+	// weighted round-robin, or least sessions per weight with LeastConn):
+	// nil = all 1; else one per upstream, 1..MaxWeight.
+	Weights []int
+	// Check is the upstreams' active health check (connector.CheckConfig);
+	// the zero value = none, passive health only.
+	Check       connector.CheckConfig
+	Tries       int // connect attempts in total across upstreams; 0 = len(Upstreams)
+	MaxSessions int // 0 = unlimited
 	// FDs are inherited listening sockets to adopt instead of binding anew
 	// (zero-downtime upgrade): every one is adopted, FDs[i] by loop i mod
 	// the accepting loops (all on loop 0 in single-acceptor mode); loops
@@ -171,6 +186,17 @@ func (lc *ListenerConfig) validate() error {
 		if !u.IsValid() || u.Port() == 0 {
 			return fmt.Errorf("relay: listener %q: invalid upstream %v", lc.Name, u)
 		}
+	}
+	if lc.Weights != nil && len(lc.Weights) != len(lc.Upstreams) {
+		return fmt.Errorf("relay: listener %q: %d weights for %d upstreams", lc.Name, len(lc.Weights), len(lc.Upstreams))
+	}
+	for _, w := range lc.Weights {
+		if w < 1 || w > MaxWeight {
+			return fmt.Errorf("relay: listener %q: weight %d out of 1..%d", lc.Name, w, MaxWeight)
+		}
+	}
+	if err := lc.Check.Validate("check"); err != nil {
+		return fmt.Errorf("relay: listener %q: %w", lc.Name, err)
 	}
 	if lc.Tries < 0 || lc.MaxSessions < 0 {
 		return fmt.Errorf("relay: listener %q: negative tries or max sessions", lc.Name)

@@ -129,7 +129,7 @@ func (s *session) failReply(err error, reason Reason) {
 func (s *session) dialTarget(ap netip.AddrPort) {
 	s.hs.target[0] = ap
 	l := s.loop
-	s.req = l.newRequest(s, s.hs.target[:], 1)
+	s.req = l.newRequest(s, s.hs.target[:], nil, 1)
 	s.state = stConnecting
 	if err := l.srv.cfg.Dialer.Submit(s.req); err != nil {
 		l.freeRequest(s.req)

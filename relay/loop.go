@@ -65,7 +65,7 @@ type loop struct {
 
 // newRequest takes a connect request for s from the loop's free list
 // (sessions need one only while connecting). Loop goroutine only.
-func (l *loop) newRequest(s *session, addrs []netip.AddrPort, tries int) *connector.Request {
+func (l *loop) newRequest(s *session, addrs []netip.AddrPort, ups []*connector.Upstream, tries int) *connector.Request {
 	var r *connector.Request
 	if n := len(l.reqs); n > 0 {
 		r = l.reqs[n-1]
@@ -73,7 +73,7 @@ func (l *loop) newRequest(s *session, addrs []netip.AddrPort, tries int) *connec
 	} else {
 		r = new(connector.Request)
 	}
-	r.Addrs, r.Tries, r.Handler, r.Cookie = addrs, tries, s, s.gen
+	r.Addrs, r.Upstreams, r.Tries, r.Handler, r.Cookie = addrs, ups, tries, s, s.gen
 	r.Timeout = time.Duration(l.srv.connectTimeout.Load())
 	return r
 }

@@ -100,6 +100,7 @@ func (s *Server) putBuf(b *[]byte) { s.bufPool.Put(b) }
 // socket on loop 0 in single-acceptor mode. It returns the bound address
 // (useful with port 0). Call before Start.
 func (s *Server) AddListener(lc ListenerConfig) (netip.AddrPort, error) {
+	var ret *listener // set once the listener is in place
 	if err := lc.validate(); err != nil {
 		return netip.AddrPort{}, err
 	}
@@ -115,7 +116,16 @@ func (s *Server) AddListener(lc ListenerConfig) (netip.AddrPort, error) {
 	}
 	ln := &listener{cfg: lc, st: &listenerCounters{name: lc.Name, edge: lc.edge.edgeCounts}}
 	ln.lc.Store(&ln.cfg)
-	ln.ups.Store(newUpstreams(lc.Upstreams, lc.LeastConn, lc.Tries))
+	ups, err := s.register(&lc)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	defer func() {
+		if ret == nil {
+			s.unregister(lc.Name) // the listener did not come up
+		}
+	}()
+	ln.ups.Store(ups)
 	ln.maxSessions.Store(int64(lc.MaxSessions))
 	n := 1
 	if s.cfg.Reuseport {
@@ -172,6 +182,7 @@ func (s *Server) AddListener(lc ListenerConfig) (netip.AddrPort, error) {
 		}
 	}
 	s.listeners = append(s.listeners, ln)
+	ret = ln
 	return addr, nil
 }
 
@@ -370,7 +381,11 @@ func (s *Server) Update(lc ListenerConfig) error {
 				lc.Limiter = prev
 			}
 		}
-		ln.ups.Store(newUpstreams(lc.Upstreams, lc.LeastConn, lc.Tries))
+		ups, err := s.register(&lc)
+		if err != nil {
+			return err
+		}
+		ln.ups.Store(ups)
 		ln.maxSessions.Store(int64(lc.MaxSessions))
 		next := lc
 		next.FDs = nil
@@ -398,6 +413,7 @@ func (s *Server) RemoveListener(name string) error {
 	if ln == nil {
 		return fmt.Errorf("relay: no listener %q", name)
 	}
+	s.unregister(name)
 	if !started {
 		for _, ls := range ln.socks {
 			_ = unix.Shutdown(ls.fd, unix.SHUT_RD)

@@ -157,7 +157,8 @@ func (s *session) start(now time.Time) {
 func (s *session) dialForward(now time.Time) {
 	l := s.loop
 	ups := s.ln.ups.Load()
-	s.req = l.newRequest(s, ups.pick(), ups.tries)
+	i := ups.pick()
+	s.req = l.newRequest(s, ups.rot[i], ups.urot[i], ups.tries)
 	s.state = stConnecting
 	if err := l.srv.cfg.Dialer.Submit(s.req); err != nil {
 		l.freeRequest(s.req)
@@ -359,6 +360,9 @@ func submitReason(err error) Reason {
 	if errors.Is(err, connector.ErrQueueFull) {
 		return ReasonRejectedQueueFull
 	}
+	if errors.Is(err, connector.ErrUpstreamsDown) {
+		return ReasonUpstreamsDown
+	}
 	return ReasonConnectFailed
 }
 
@@ -366,6 +370,9 @@ func submitReason(err error) Reason {
 func connectReason(err error) Reason {
 	if errors.Is(err, connector.ErrClosed) || errors.Is(err, connector.ErrCanceled) {
 		return ReasonShutdown
+	}
+	if errors.Is(err, connector.ErrUpstreamsDown) {
+		return ReasonUpstreamsDown
 	}
 	switch connector.Classify(err) {
 	case connector.ClassTimeout:

@@ -31,6 +31,7 @@ const (
 	ReasonAuthFailed                        // missing or wrong credentials
 	ReasonPolicyDenied                      // destination refused by the policy (counted by rule too)
 	ReasonResolveFailed                     // target name did not resolve (or the resolver was full)
+	ReasonUpstreamsDown                     // every upstream of the listener is marked down: rejected at once
 	numReasons
 )
 
@@ -38,7 +39,7 @@ var reasonNames = [numReasons]string{
 	"eof", "idle_timeout", "fin_timeout", "connect_timeout", "refused", "connect_failed",
 	"reset", "error", "shutdown", "rejected_queue_full", "rejected_limit",
 	"rejected_acl", "rejected_source_limit", "handshake_timeout", "handshake_error", "auth_failed",
-	"policy_denied", "resolve_failed",
+	"policy_denied", "resolve_failed", "upstreams_down",
 }
 
 func (r Reason) String() string {

@@ -32,6 +32,7 @@ func startAdmin(cfg *configs.Config, d *daemon, upg *tableflip.Upgrader) (adminS
 	}, admin.Sources{
 		Relay:      d.relay.Stats,
 		Connector:  d.pool.Stats,
+		Upstreams:  d.pool.UpstreamStats,
 		LogDropped: d.log.Dropped,
 		LogWritten: d.log.Written,
 		LogSampled: d.log.Sampled,

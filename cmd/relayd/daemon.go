@@ -83,6 +83,10 @@ func listenerConfig(edge *edgeShared, l configs.Listener) (relay.ListenerConfig,
 		LeastConn:   l.Balance == configs.BalanceLeastConn,
 		Tries:       l.Retries + 1,
 		MaxSessions: l.MaxSessions,
+		Weights:     l.Weights,
+		Check: connector.CheckConfig{
+			Interval: l.Check.Interval, Timeout: l.Check.Timeout, Rise: l.Check.Rise, Fall: l.Check.Fall,
+		},
 	}
 	var err error
 	if lc.Addr, err = netip.ParseAddrPort(normalizeListen(l.Listen)); err != nil {
@@ -107,17 +111,43 @@ func normalizeListen(s string) string {
 	return s
 }
 
+// poolConfig is the connector's configuration; health changes are logged
+// once each, from the worker that saw them (the logger never blocks).
+func poolConfig(cfg *configs.Config, log *logging.Logger) connector.Config {
+	c := cfg.Connector
+	failAfter := c.Health.FailAfter
+	if failAfter == 0 {
+		failAfter = -1 // the file's 0 is "off"; the connector's 0 is its default
+	}
+	return connector.Config{
+		Workers:             c.Workers,
+		MaxInflight:         c.MaxInflight,
+		Queue:               c.Queue,
+		ConnectTimeout:      c.ConnectTimeout,
+		NoDelay:             cfg.Relay.NoDelay,
+		Pacing:              c.Pacing,
+		UpstreamMaxInflight: c.UpstreamMaxInflight,
+		UpstreamQueue:       c.UpstreamQueue,
+		FailAfter:           failAfter,
+		Backoff:             c.Health.Backoff,
+		BackoffMax:          c.Health.BackoffMax,
+		OnHealth: func(ev connector.HealthEvent) {
+			z := log.Z()
+			fields := []zap.Field{zap.String("listener", ev.Key.Listener), zap.Stringer("upstream", ev.Key.Addr), zap.String("why", ev.Reason)}
+			if ev.Up {
+				z.Info("upstream up", append(fields, zap.Duration("was_down", ev.Down))...)
+			} else {
+				z.Warn("upstream down", append(fields, zap.Duration("retry_in", ev.Down))...)
+			}
+		},
+	}
+}
+
 func newDaemon(cfg *configs.Config, log *logging.Logger, fds fdHandoff) (*daemon, error) {
 	d := &daemon{cfg: cfg, log: log, fds: fds}
 	d.edge.setup(cfg) // edge.go: resolver settings, own addresses for the policies
 	var err error
-	d.pool, err = connector.New(connector.Config{
-		Workers:        cfg.Connector.Workers,
-		MaxInflight:    cfg.Connector.MaxInflight,
-		Queue:          cfg.Connector.Queue,
-		ConnectTimeout: cfg.Connector.ConnectTimeout,
-		NoDelay:        cfg.Relay.NoDelay,
-	})
+	d.pool, err = connector.New(poolConfig(cfg, log))
 	if err != nil {
 		return nil, err
 	}

@@ -30,6 +30,10 @@ func (d *daemon) reload(next *configs.Config) (err error) {
 	same("connector.workers", old.Connector.Workers, next.Connector.Workers)
 	same("connector.max_inflight", old.Connector.MaxInflight, next.Connector.MaxInflight)
 	same("connector.queue", old.Connector.Queue, next.Connector.Queue)
+	same("connector.pacing", old.Connector.Pacing, next.Connector.Pacing)
+	same("connector.upstream_max_inflight", old.Connector.UpstreamMaxInflight, next.Connector.UpstreamMaxInflight)
+	same("connector.upstream_queue", old.Connector.UpstreamQueue, next.Connector.UpstreamQueue)
+	same("connector.health", old.Connector.Health, next.Connector.Health)
 	same("log.format", old.Log.Format, next.Log.Format)
 	same("log.output", old.Log.Output, next.Log.Output)
 	same("log.ring_size", old.Log.RingSize, next.Log.RingSize)
@@ -136,6 +140,10 @@ func keepRestartOnly(eff, running *configs.Config) {
 	eff.Connector.Workers = running.Connector.Workers
 	eff.Connector.MaxInflight = running.Connector.MaxInflight
 	eff.Connector.Queue = running.Connector.Queue
+	eff.Connector.Pacing = running.Connector.Pacing
+	eff.Connector.UpstreamMaxInflight = running.Connector.UpstreamMaxInflight
+	eff.Connector.UpstreamQueue = running.Connector.UpstreamQueue
+	eff.Connector.Health = running.Connector.Health
 	eff.Log.Format = running.Log.Format
 	eff.Log.Output = running.Log.Output
 	eff.Log.RingSize = running.Log.RingSize

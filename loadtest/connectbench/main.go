@@ -1,0 +1,613 @@
+//go:build linux
+
+// Command connectbench measures relayd's connector stage against HAProxy and
+// direct connects, all on loopback, in one run: see loadtest/BENCHMARK.md
+// ("Connector") and loadtest/connectbench.sh, which builds and runs it.
+//
+// Scenarios (-scenario, comma-separated):
+//
+//   - storm: N clients arrive evenly within one second (open loop: a
+//     client starts at its time whatever the others are doing) into an
+//     upstream whose listen backlog is 8 and that accepts as fast as it
+//     can. Each client connects, writes 64 bytes, reads them back, closes.
+//     Reported per system: failed sessions, session time p50/p99 (arrival
+//     to last byte back), and for relayd its upstream connect latency
+//     histogram from /metrics (a mode at ≥ 1 s = retransmitted SYNs).
+//   - isolation: one relayd, two listeners. One's upstream is blackholed (a
+//     full accept queue that is never drained: its SYNs are dropped) and
+//     takes 400 sessions at 100/s; the other's is healthy and takes 50/s.
+//     Reported: the healthy listener's p50/p99 and failures, alone and with
+//     the blackhole beside it, and when the blackholed sessions closed.
+//   - growth: the storm's upstream under a sustained open-loop rate; its
+//     backlog grows from 8 to 4096 midway (listen(2) again); the adaptive
+//     limit sampled from /metrics over time.
+//   - rr: a fast healthy upstream, closed loop (50 workers, connect, echo
+//     64 bytes, close) through relayd adaptive and fixed caps: sessions/s.
+//
+// Every process and socket is the harness's own; everything stops by itself.
+// This is a benchmark, not a test: it prints figures, it asserts nothing.
+package main
+
+import (
+	"bufio"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+var (
+	relaydBin = flag.String("relayd", "relayd", "relayd binary")
+	haproxy   = flag.String("haproxy", "haproxy", "haproxy binary (skipped if missing)")
+	scenarios = flag.String("scenario", "storm,isolation,growth,rr", "scenarios to run")
+	stormN    = flag.Int("storm-clients", 5000, "storm: clients arriving within one second")
+	rounds    = flag.Int("rounds", 1, "storm, rr: rounds, systems in alternating order")
+	rrDur     = flag.Duration("rr-duration", 5*time.Second, "rr: time per system")
+	tmp       string
+)
+
+func main() {
+	flag.Parse()
+	var err error
+	if tmp, err = os.MkdirTemp("", "connectbench"); err != nil {
+		die(err)
+	}
+	defer os.RemoveAll(tmp)
+	for _, s := range strings.Split(*scenarios, ",") {
+		switch s {
+		case "storm":
+			storm()
+		case "isolation":
+			isolation()
+		case "growth":
+			growth()
+		case "rr":
+			rr()
+		default:
+			die(fmt.Errorf("unknown scenario %q", s))
+		}
+	}
+}
+
+func die(err error) {
+	fmt.Fprintln(os.Stderr, "connectbench:", err)
+	os.Exit(1)
+}
+
+// --- upstream --------------------------------------------------------------
+
+// upstream is an echo server on a raw listening socket, so that its backlog
+// is exactly what the scenario says (net.Listen uses somaxconn), and it can
+// be changed while running (listen(2) again).
+type upstream struct {
+	fd   int
+	addr string
+	ln   net.Listener
+	wg   sync.WaitGroup
+	hold bool       // never accept: a blackhole once the queue is full
+	held []net.Conn // the connections that fill a blackhole's queue
+}
+
+func newUpstream(backlog int, hold bool) *upstream {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		die(err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		die(err)
+	}
+	if err := unix.Listen(fd, backlog); err != nil {
+		die(err)
+	}
+	sa, _ := unix.Getsockname(fd)
+	u := &upstream{fd: fd, addr: fmt.Sprintf("127.0.0.1:%d", sa.(*unix.SockaddrInet4).Port), hold: hold}
+	if hold {
+		// Fill the queue (backlog+1 completed connections) so that every
+		// later SYN is dropped.
+		for range backlog + 1 {
+			c, err := net.DialTimeout("tcp", u.addr, time.Second)
+			if err != nil {
+				die(fmt.Errorf("filling the blackhole: %w", err))
+			}
+			u.held = append(u.held, c)
+		}
+		return u
+	}
+	f := os.NewFile(uintptr(fd), "upstream")
+	ln, err := net.FileListener(f)
+	if err != nil {
+		die(err)
+	}
+	f.Close()
+	// FileListener dup'ed the socket: the backlog applies to it, and
+	// setBacklog uses the listener's own fd from here on.
+	u.ln = ln
+	rc, _ := ln.(*net.TCPListener).SyscallConn()
+	_ = rc.Control(func(fd uintptr) { u.fd = int(fd) })
+	u.wg.Add(1)
+	go func() {
+		defer u.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+				_, _ = io.Copy(c, c)
+			}()
+		}
+	}()
+	return u
+}
+
+func (u *upstream) setBacklog(n int) { _ = unix.Listen(u.fd, n) }
+
+func (u *upstream) close() {
+	for _, c := range u.held {
+		c.Close()
+	}
+	if u.hold {
+		unix.Close(u.fd)
+	}
+	if u.ln != nil {
+		u.ln.Close()
+		u.wg.Wait()
+	}
+}
+
+// --- clients ---------------------------------------------------------------
+
+type outcome struct {
+	session time.Duration // arrival to last byte back, or to the failure
+	err     error
+}
+
+// oneSession connects, echoes 64 bytes and closes.
+func oneSession(target string, msg []byte) outcome {
+	t0 := time.Now()
+	fail := func(err error) outcome { return outcome{session: time.Since(t0), err: err} }
+	c, err := net.DialTimeout("tcp", target, 30*time.Second)
+	if err != nil {
+		return fail(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := c.Write(msg); err != nil {
+		return fail(err)
+	}
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, got); err != nil {
+		return fail(err)
+	}
+	if string(got) != string(msg) {
+		return fail(errors.New("mismatch"))
+	}
+	return outcome{session: time.Since(t0)}
+}
+
+// openLoop starts n sessions evenly over span (client i at i·span/n), each
+// in its own goroutine, and waits for all.
+func openLoop(target string, n int, span time.Duration) []outcome {
+	out := make([]outcome, n)
+	var wg sync.WaitGroup
+	start := time.Now()
+	msg := []byte(strings.Repeat("x", 64))
+	for i := range n {
+		if d := time.Until(start.Add(time.Duration(i) * span / time.Duration(n))); d > 0 {
+			time.Sleep(d)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i] = oneSession(target, msg)
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+type summary struct {
+	n, failed int
+	p50, p99  time.Duration
+	kinds     map[string]int
+}
+
+func summarize(out []outcome) summary {
+	s := summary{n: len(out), kinds: map[string]int{}}
+	var d []time.Duration
+	for _, o := range out {
+		if o.err != nil {
+			s.failed++
+			s.kinds[kind(o.err)]++
+			continue
+		}
+		d = append(d, o.session)
+	}
+	slices.Sort(d)
+	if len(d) > 0 {
+		s.p50, s.p99 = d[len(d)/2], d[min(len(d)-1, len(d)*99/100)]
+	}
+	return s
+}
+
+func kind(err error) string {
+	var ne net.Error
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "refused"
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return "reset"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "eof"
+	case errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	}
+	return "other"
+}
+
+func (s summary) String() string {
+	k := ""
+	for _, name := range []string{"refused", "reset", "eof", "timeout", "other"} {
+		if s.kinds[name] > 0 {
+			k += fmt.Sprintf(" %s=%d", name, s.kinds[name])
+		}
+	}
+	return fmt.Sprintf("%5d sessions  %4d failed%-22s  p50 %8s  p99 %8s", s.n, s.failed, k, ms(s.p50), ms(s.p99))
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d)/1e6) }
+
+// --- systems ---------------------------------------------------------------
+
+type system struct {
+	name   string
+	target string
+	admin  string // relayd: its admin address, for /metrics
+	cmd    *exec.Cmd
+}
+
+func (s *system) stop() {
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = s.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-done
+	}
+}
+
+func freePort() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		die(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func waitListening(addr string) {
+	for range 200 {
+		if c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	die(fmt.Errorf("nothing listens on %s", addr))
+}
+
+// listenerSpec is one relayd listener: its upstream.
+type listenerSpec struct{ name, upstream string }
+
+// startRelayd runs relayd with connector settings extra (YAML under
+// connector:) and one listener per spec; it returns one system per
+// listener, sharing the process (stop the first).
+func startRelayd(name, connector string, specs ...listenerSpec) []*system {
+	admin := freePort()
+	var b strings.Builder
+	b.WriteString("listeners:\n")
+	var out []*system
+	for _, l := range specs {
+		addr := freePort()
+		fmt.Fprintf(&b, "  - name: %s\n    listen: %s\n    upstreams: [%s]\n", l.name, addr, l.upstream)
+		out = append(out, &system{name: name, target: addr, admin: admin})
+	}
+	fmt.Fprintf(&b, "connector:\n%s\nadmin:\n  listen: %s\nlog:\n  output: %s\n", connector, admin, filepath.Join(tmp, name+".log"))
+	cfg := filepath.Join(tmp, name+".yaml")
+	if err := os.WriteFile(cfg, []byte(b.String()), 0o600); err != nil {
+		die(err)
+	}
+	cmd := exec.Command(*relaydBin, "serve", "-c", cfg)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		die(err)
+	}
+	out[0].cmd = cmd
+	for _, s := range out {
+		waitListening(s.target)
+	}
+	return out
+}
+
+func startHAProxy(upstream string) *system {
+	if _, err := exec.LookPath(*haproxy); err != nil {
+		return nil
+	}
+	addr := freePort()
+	cfg := filepath.Join(tmp, "haproxy.cfg")
+	text := fmt.Sprintf(`global
+    nbthread 2
+    maxconn 19000
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    retries 3
+    maxconn 19000
+frontend fe
+    bind %s
+    default_backend be
+backend be
+    server up %s
+`, addr, upstream)
+	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
+		die(err)
+	}
+	cmd := exec.Command(*haproxy, "-db", "-f", cfg)
+	if err := cmd.Start(); err != nil {
+		die(err)
+	}
+	s := &system{name: "haproxy", target: addr, cmd: cmd}
+	waitListening(addr)
+	return s
+}
+
+// metrics returns the relayd /metrics lines that start with prefix.
+func metrics(admin, prefix string) []string {
+	resp, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	var out []string
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), prefix) {
+			out = append(out, sc.Text())
+		}
+	}
+	return out
+}
+
+// metricValue is the value of the first line that starts with prefix.
+func metricValue(admin, prefix string) float64 {
+	for _, l := range metrics(admin, prefix) {
+		f := strings.Fields(l)
+		v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+		return v
+	}
+	return -1
+}
+
+// connectModes reads relayd's upstream connect latency histogram: the
+// connects that took < 1 s and ≥ 1 s (a retransmitted SYN), and the late
+// (lost SYN) count.
+func connectModes(admin string) string {
+	var below, total float64
+	for _, l := range metrics(admin, "relayd_upstream_connect_latency_seconds_") {
+		f := strings.Fields(l)
+		v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+		switch {
+		case strings.Contains(l, `le="0.524288"`):
+			below = v
+		case strings.HasPrefix(l, "relayd_upstream_connect_latency_seconds_count"):
+			total = v
+		}
+	}
+	late := metricValue(admin, "relayd_upstream_late_total")
+	limit := metricValue(admin, "relayd_upstream_limit")
+	return fmt.Sprintf("connects %0.f: ≤0.52 s %0.f, >0.52 s %0.f; lost SYNs %0.f; limit now %0.f", total, below, total-below, late, limit)
+}
+
+// --- scenarios -------------------------------------------------------------
+
+func storm() {
+	fmt.Printf("\n## storm: %d clients within 1 s, upstream backlog 8, 64-byte echo each\n\n", *stormN)
+	type variant struct{ name, connector string }
+	variants := []variant{
+		{"direct", ""},
+		{"haproxy", ""},
+		{"relayd-adaptive", "  pacing: adaptive"},
+		{"relayd-fixed-1", "  pacing: fixed\n  upstream_max_inflight: 1"},
+		{"relayd-fixed-8", "  pacing: fixed\n  upstream_max_inflight: 8"},
+		{"relayd-fixed-64", "  pacing: fixed\n  upstream_max_inflight: 64\n  max_inflight: 32"},
+	}
+	for r := range *rounds {
+		order := slices.Clone(variants)
+		if r%2 == 1 {
+			slices.Reverse(order)
+		}
+		for _, v := range order {
+			up := newUpstream(8, false)
+			var sys *system
+			switch {
+			case v.name == "direct":
+				sys = &system{name: "direct", target: up.addr}
+			case v.name == "haproxy":
+				if sys = startHAProxy(up.addr); sys == nil {
+					fmt.Printf("%-16s (haproxy not installed)\n", v.name)
+					up.close()
+					continue
+				}
+			default:
+				sys = startRelayd(v.name, v.connector, listenerSpec{"storm", up.addr})[0]
+			}
+			s := summarize(openLoop(sys.target, *stormN, time.Second))
+			extra := ""
+			if sys.admin != "" {
+				extra = "  " + connectModes(sys.admin)
+			}
+			fmt.Printf("%-16s %s%s\n", v.name, s, extra)
+			sys.stop()
+			up.close()
+		}
+	}
+}
+
+func isolation() {
+	fmt.Printf("\n## isolation: blackholed upstream 400 sessions at 100/s beside a healthy one at 50/s (connect_timeout 2s)\n\n")
+	good := newUpstream(4096, false)
+	defer good.close()
+	hole := newUpstream(1, true)
+	cfg := "  connect_timeout: 2s"
+	run := func(withHole bool) {
+		sys := startRelayd("relayd-isolation", cfg, listenerSpec{"healthy", good.addr}, listenerSpec{"hole", hole.addr})
+		defer sys[0].stop()
+		var holeOut []outcome
+		var wg sync.WaitGroup
+		if withHole {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				holeOut = openLoop(sys[1].target, 400, 4*time.Second)
+			}()
+		}
+		healthy := summarize(openLoop(sys[0].target, 250, 5*time.Second))
+		wg.Wait()
+		label := "healthy alone       "
+		if withHole {
+			label = "healthy beside hole "
+		}
+		fmt.Printf("%s %s\n", label, healthy)
+		if withHole {
+			// Blackholed sessions end when relayd gives up: their close
+			// times, against connect_timeout (2 s).
+			var d []time.Duration
+			for _, o := range holeOut {
+				d = append(d, o.session)
+			}
+			slices.Sort(d)
+			h := summarize(holeOut)
+			fmt.Printf("blackholed           %d sessions, %d failed; closed after min %s p50 %s max %s; %s; upstreams_down %0.f, connect_timeout %0.f\n",
+				len(holeOut), h.failed, ms(d[0]), ms(d[len(d)/2]), ms(d[len(d)-1]), connectModes(sys[0].admin),
+				metricValue(sys[0].admin, `relayd_listener_sessions_closed_total{listener="hole",reason="upstreams_down"}`),
+				metricValue(sys[0].admin, `relayd_listener_sessions_closed_total{listener="hole",reason="connect_timeout"}`))
+		}
+	}
+	run(false)
+	run(true)
+}
+
+func growth() {
+	const rate, dur = 4000, 10 * time.Second
+	fmt.Printf("\n## growth: %d sessions/s for %v into backlog 8, grown to 4096 at %v; relayd adaptive limit over time\n\n", rate, dur, dur/2)
+	up := newUpstream(8, false)
+	defer up.close()
+	sys := startRelayd("relayd-growth", "  pacing: adaptive", listenerSpec{"growth", up.addr})[0]
+	defer sys.stop()
+	var stop atomic.Bool
+	var samples []string
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t0 := time.Now()
+		for !stop.Load() {
+			samples = append(samples, fmt.Sprintf("%4.1fs limit %2.0f", time.Since(t0).Seconds(),
+				metricValue(sys.admin, "relayd_upstream_limit")))
+			time.Sleep(500 * time.Millisecond)
+		}
+	}()
+	go func() {
+		time.Sleep(dur / 2)
+		up.setBacklog(4096)
+	}()
+	s := summarize(openLoop(sys.target, int(rate*dur/time.Second), dur))
+	stop.Store(true)
+	wg.Wait()
+	fmt.Printf("%-16s %s  %s\n", "relayd-adaptive", s, connectModes(sys.admin))
+	fmt.Println(strings.Join(samples, "\n"))
+}
+
+func rr() {
+	fmt.Printf("\n## rr: fast upstream, 50 workers connect/echo 64 B/close for %v each\n\n", *rrDur)
+	up := newUpstream(4096, false)
+	defer up.close()
+	type variant struct{ name, connector string }
+	variants := []variant{
+		{"relayd-adaptive", "  pacing: adaptive"},
+		{"relayd-fixed-1", "  pacing: fixed\n  upstream_max_inflight: 1"},
+		{"relayd-fixed-8", "  pacing: fixed\n  upstream_max_inflight: 8"},
+		{"relayd-fixed-32", "  pacing: fixed\n  upstream_max_inflight: 32"},
+	}
+	res := map[string][]float64{}
+	for r := range *rounds {
+		order := slices.Clone(variants)
+		if r%2 == 1 {
+			slices.Reverse(order)
+		}
+		for _, v := range order {
+			sys := startRelayd(v.name, v.connector, listenerSpec{"rr", up.addr})[0]
+			var n, failed atomic.Int64
+			var wg sync.WaitGroup
+			deadline := time.Now().Add(*rrDur)
+			msg := []byte(strings.Repeat("y", 64))
+			for range 50 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for time.Now().Before(deadline) {
+						if o := oneSession(sys.target, msg); o.err != nil {
+							failed.Add(1)
+						} else {
+							n.Add(1)
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			rate := float64(n.Load()) / rrDur.Seconds()
+			res[v.name] = append(res[v.name], rate)
+			fmt.Printf("%-16s round %d  %8.0f sessions/s  %d failed  limit now %0.f\n", v.name, r+1, rate, failed.Load(),
+				metricValue(sys.admin, "relayd_upstream_limit"))
+			sys.stop()
+		}
+	}
+	best, bestName := 0.0, ""
+	for _, v := range variants[1:] {
+		if m := mean(res[v.name]); m > best {
+			best, bestName = m, v.name
+		}
+	}
+	fmt.Printf("adaptive / best fixed (%s): %.3f\n", bestName, mean(res["relayd-adaptive"])/best)
+}
+
+func mean(xs []float64) float64 {
+	var s float64
+	for _, x := range xs {
+		s += x
+	}
+	return s / float64(max(1, len(xs)))
+}

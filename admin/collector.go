@@ -59,6 +59,7 @@ type collector struct {
 	cInflight, cHigh, cQueued, cSubmitted, cRejected *prometheus.Desc
 	cDownRejected, cDownFailed, cLate                *prometheus.Desc
 	uUp, uInflight, uQueued, uLimit, uConnected      *prometheus.Desc
+	uRate                                            *prometheus.Desc
 	uFailures, uQueueTO, uLate, uRejected, uTrans    *prometheus.Desc
 	uCuts, uChecks, uCheckFails, uLatency            *prometheus.Desc
 	edgeDenied, edgeRejected                         *prometheus.Desc
@@ -118,6 +119,7 @@ func NewCollector(src Sources, version string) prometheus.Collector {
 		uInflight:   desc("upstream_inflight", "Connects in flight to the upstream.", "listener", "upstream"),
 		uQueued:     desc("upstream_queued", "Connect requests waiting for the upstream's limit.", "listener", "upstream"),
 		uLimit:      desc("upstream_limit", "Connects the upstream may have in flight now: the adaptive (or fixed) limit; 1 while down (the trial), 0 while an active check owns its recovery.", "listener", "upstream"),
+		uRate:       desc("upstream_rate_limit", "Connect starts per second the upstream may take now (adaptive pacing after a lost SYN); 0 = not paced.", "listener", "upstream"),
 		uConnected:  desc("upstream_connected_total", "Connects to the upstream that succeeded.", "listener", "upstream"),
 		uFailures:   desc("upstream_failures_total", "Failed connect attempts to the upstream, by class.", "listener", "upstream", "class"),
 		uQueueTO:    desc("upstream_queue_timeouts_total", "Requests whose connect timeout ran out while they waited for the upstream's limit.", "listener", "upstream"),
@@ -147,7 +149,7 @@ func (c *collector) descs() []*prometheus.Desc {
 		c.accepted, c.active, c.closed, c.acceptErrs, c.acceptBackoff,
 		c.bytes, c.pauses, c.resumes, c.bufsHeld, c.loopActive, c.loopBufs,
 		c.cInflight, c.cHigh, c.cQueued, c.cSubmitted, c.cRejected, c.cDownRejected, c.cDownFailed, c.cLate,
-		c.uUp, c.uInflight, c.uQueued, c.uLimit, c.uConnected, c.uFailures, c.uQueueTO, c.uLate, c.uRejected,
+		c.uUp, c.uInflight, c.uQueued, c.uLimit, c.uRate, c.uConnected, c.uFailures, c.uQueueTO, c.uLate, c.uRejected,
 		c.uTrans, c.uCuts, c.uChecks, c.uCheckFails, c.uLatency,
 		c.cAttempts, c.cConnected, c.cFailed, c.cCanceled, c.cFailures, c.cLatency,
 		c.logDropped, c.logWritten, c.logSampled, c.logWErrs, c.edgeDenied, c.edgeRejected, c.loopQueue,
@@ -278,6 +280,7 @@ func (c *collector) collectUpstreams(ch chan<- prometheus.Metric, ups []connecto
 		gauge(ch, c.uInflight, int64(u.Inflight), l...)
 		gauge(ch, c.uQueued, int64(u.Queued), l...)
 		gauge(ch, c.uLimit, int64(u.Limit), l...)
+		ch <- prometheus.MustNewConstMetric(c.uRate, prometheus.GaugeValue, u.Rate, l...)
 		counter(ch, c.uConnected, u.Connected, l...)
 		for k, n := range u.Failures {
 			counter(ch, c.uFailures, n, u.Listener, l[1], connector.Class(k).String())

@@ -141,7 +141,7 @@ type Connector struct {
 	// MaxInflight caps connects in progress per worker. Default 32.
 	MaxInflight int `mapstructure:"max_inflight"`
 	// Queue bounds sessions waiting for a connect slot; when it is full a new
-	// client is rejected at once (and counted). Default 4096.
+	// client is rejected at once (and counted). Default 16384.
 	Queue int `mapstructure:"queue"`
 	// ConnectTimeout bounds one connect attempt, its wait for a connect
 	// slot included. Default 5s.
@@ -154,7 +154,7 @@ type Connector struct {
 	// fixed cap, or the adaptive limit's ceiling. Default 32.
 	UpstreamMaxInflight int `mapstructure:"upstream_max_inflight"`
 	// UpstreamQueue bounds sessions waiting for one upstream; when full a
-	// new client is rejected at once. Default 1024.
+	// new client is rejected at once. Default 8192.
 	UpstreamQueue int `mapstructure:"upstream_queue"`
 	// Health is passive upstream health.
 	Health Health `mapstructure:"health"`
@@ -339,12 +339,12 @@ func Default() Config {
 		Connector: Connector{
 			Workers:        2,
 			MaxInflight:    32,
-			Queue:          4096,
+			Queue:          16384,
 			ConnectTimeout: 5 * time.Second,
 
 			Pacing:              PacingAdaptive,
 			UpstreamMaxInflight: 32,
-			UpstreamQueue:       1024,
+			UpstreamQueue:       8192,
 			Health:              Health{FailAfter: 3, Backoff: time.Second, BackoffMax: 30 * time.Second},
 		},
 		Relay: Relay{

@@ -11,16 +11,16 @@ import (
 type Config struct {
 	Workers        int           // worker event loops; 0 = 2
 	MaxInflight    int           // connects in flight per worker; 0 = 32
-	Queue          int           // total queued (not yet in flight) requests over all workers; 0 = 4096
+	Queue          int           // total queued (not yet in flight) requests, all upstreams; 0 = 16384
 	ConnectTimeout time.Duration // per attempt, queue wait included; 0 = 5s
 	NoDelay        bool          // set TCP_NODELAY on connected sockets
-	Tick           time.Duration // wheel resolution; 0 = 10ms
+	Tick           time.Duration // wheel resolution, and the pace timer's; 0 = 1ms (the wheel ticks only while a connect or check is pending)
 
 	// Per upstream (see Upstream). Requests by Addrs (no Upstreams) share
 	// the global caps only.
 	Pacing              string        // PacingAdaptive ("" means it) or PacingFixed
 	UpstreamMaxInflight int           // connects in flight per upstream: the fixed cap, or the adaptive limit's ceiling; 0 = 32
-	UpstreamQueue       int           // requests waiting per upstream; 0 = 1024
+	UpstreamQueue       int           // requests waiting per upstream; 0 = 8192
 	FailAfter           int           // consecutive failed attempts that mark an upstream down; 0 = 3, < 0 = never (passive health off)
 	Backoff             time.Duration // first down period; doubles while trials fail; 0 = 1s
 	BackoffMax          time.Duration // the longest down period; 0 = 30s
@@ -34,11 +34,11 @@ type Config struct {
 const (
 	DefaultWorkers             = 2
 	DefaultMaxInflight         = 32
-	DefaultQueue               = 4096
+	DefaultQueue               = 16384
 	DefaultConnectTimeout      = 5 * time.Second
-	DefaultTick                = 10 * time.Millisecond
+	DefaultTick                = time.Millisecond
 	DefaultUpstreamMaxInflight = 32
-	DefaultUpstreamQueue       = 1024
+	DefaultUpstreamQueue       = 8192
 	DefaultFailAfter           = 3
 	DefaultBackoff             = time.Second
 	DefaultBackoffMax          = 30 * time.Second
@@ -69,7 +69,7 @@ func (c Config) Validate() error {
 	case c.ConnectTimeout < 0:
 		return bad("connect_timeout", c.ConnectTimeout, "must not be negative (0 means 5s)")
 	case c.Tick < 0:
-		return bad("tick", c.Tick, "must not be negative (0 means 10ms)")
+		return bad("tick", c.Tick, "must not be negative (0 means 1ms)")
 	case c.Pacing != "" && c.Pacing != PacingAdaptive && c.Pacing != PacingFixed:
 		return bad("pacing", c.Pacing, "must be adaptive or fixed")
 	case c.UpstreamMaxInflight < 0 || c.UpstreamMaxInflight > maxMaxInflight:

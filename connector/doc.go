@@ -46,7 +46,10 @@
 //
 // Passive: FailAfter consecutive attempts that fail for a reason of the
 // upstream's (refused, timeout, unreachable — not this host's EMFILE or
-// EADDRNOTAVAIL) mark it down for Backoff. Requests skip it; what waited
+// EADDRNOTAVAIL), with no connect succeeding for a whole connect timeout,
+// mark it down for Backoff. (An upstream that still completes connects is
+// overloaded, not dead: dropped SYNs between successes are the pacer's
+// signal, and marking it down would turn a storm into an outage.) Requests skip it; what waited
 // for it moves to its next candidate; Submit with every candidate down
 // returns ErrUpstreamsDown at once (the relay's close reason
 // upstreams_down) instead of queueing behind connects known to time out.
@@ -62,44 +65,67 @@
 //
 // # Adaptive pacing
 //
-// With Pacing "adaptive" (the default) each upstream's limit of connects in
-// flight is a loss-based AIMD controller with slow start — TCP Reno's
-// window applied to connect attempts (pacing.go):
+// With Pacing "adaptive" (the default) each upstream has two limits that a
+// loss-based controller moves (pacing.go): a window — connects in flight,
+// AIMD with slow start, TCP Reno's window over connect attempts — and,
+// once a SYN has been lost, a rate — connect starts per second through a
+// token bucket, in the spirit of BBR's pacing at the measured delivery
+// rate. Both are exported per upstream (relayd_upstream_limit,
+// relayd_upstream_rate_limit).
 //
-//   - Start at 8 (pacerInitial), at most UpstreamMaxInflight.
-//   - A connect that succeeds while demand is at the limit (requests queued,
-//     or the limit in use) raises it: +1 below ssthresh (slow start: the
-//     limit doubles per round of connects), +1/limit above (one per round).
-//     Without demand it stays: an upstream that needs two connects at a
-//     time must not drift to the ceiling and then storm on the next burst.
-//   - A congestion signal halves it (pacerBeta 0.5, floor 1) and sets
-//     ssthresh there: a refusal, a timeout, or a lost SYN — an attempt still
-//     unanswered after lateAfter = max(200 ms, 3 × the minimum connect time
-//     over the last 10–20 s), capped at the timeout. Only attempts started
-//     after the last cut can cut again, so one overload episode (every SYN
-//     in flight dropped at once) costs one halving, not one per SYN.
-//   - With adaptive pacing a lost SYN is not waited out: the attempt is
-//     closed and re-sent from the front of the upstream's queue when the
-//     lowered limit lets it, within its original deadline. The kernel would
-//     retransmit after 1 s, 3 s, 7 s (the initial RTO): the ≥ 1 s mode in a
-//     storm's connect latency is exactly that.
-//   - After pacerCalmSpan (5 s) without a cut, ssthresh returns to the
-//     ceiling, so when the upstream got faster (a bigger backlog, more
-//     servers behind an address) the limit finds the new level by slow start
-//     within a few rounds rather than by +1 per round.
+//   - The window starts at 8 (pacerInitial), at most UpstreamMaxInflight. A
+//     connect that succeeds while demand is at the limit (requests queued,
+//     or the window in use) raises it: +1 below ssthresh (slow start), +1/
+//     window above. Without demand it stays: an upstream that needs two
+//     connects at a time must not drift to the ceiling and storm on the
+//     next burst.
+//   - The signals are a refusal, a timeout, and a lost SYN: an attempt still
+//     unanswered (no peer, by getpeername) after lateAfter = max(25 ms,
+//     3 × the least connect time of the last 10–20 s), capped at the
+//     timeout. On one, the window halves (pacerBeta) and the rate is set to
+//     0.7 (rateBeta) of the best success rate of the last ten 100 ms windows
+//     (what the upstream demonstrably absorbed; the best, not the latest,
+//     because the windows of an overload deliver less than it can take);
+//     the first cut starts from the pace connects were started at instead,
+//     if higher, since early successes measure the demand, not the
+//     upstream. A paced upstream's rate falls by at most 0.7 per cut, to no
+//     less than 10/s (rateMin). One cut per episode: only attempts started
+//     after the last cut, and at most one per 100 ms, as TCP cuts at most
+//     once per round trip — on a host busy with the storm itself, late
+//     answers come in clusters.
+//   - A lost SYN is not waited out: the attempt is closed and re-sent from
+//     the front of the upstream's queue when the limits allow, within its
+//     original deadline. The kernel would retransmit after 1 s, 3 s, 7 s
+//     (the initial RTO); the ≥ 1 s mode of a storm's connect latency is
+//     exactly that, and lateAfter finds the loss 40× sooner.
+//   - Growth: a paced upstream's rate ×2 (rateGain) per 100 ms of demand
+//     without a cut — a loss costs one re-sent SYN and a cut, a pace below
+//     what the upstream takes costs every queued session time. After 5 s
+//     (pacerCalmSpan) without a cut, or once the pace has not been what
+//     limits the starts for a second, pacing is off and ssthresh is back at
+//     the ceiling, so an upstream that got faster (a bigger backlog, more
+//     servers behind the address) is found by slow start within a few
+//     rounds; loadtest/connectbench's growth scenario shows it.
+//
+// Why a rate and not only a window: a connect leaves the window when the
+// upstream's kernel completes the handshake, which is long before its
+// application accepts the connection. The listen queue between the two is
+// what overflows (backlog 8 holds 9), and on a short path (loopback, the same
+// rack) handshakes complete in microseconds, so even a window of 1 lets
+// thousands of connections a second into a queue the application drains
+// at hundreds: only the pace of new connections bounds it.
 //
 // Why loss and not latency: TCP Vegas, Netflix's Gradient2 and Envoy's
 // adaptive concurrency filter steer by the ratio of a latency to its
 // minimum, which measures a queue that grows with load. A connect has no
 // such queue: the upstream's kernel answers the SYN with a SYN-ACK
-// straight from softirq until its accept queue (the listen backlog) is
-// full, and then drops it. The connect latency stays at the path's round
-// trip right up to the loss and then jumps to the retransmission timeout;
-// there is no gradient to follow, only the loss, which lateAfter detects
-// 5× sooner than the kernel's first retransmission. A latency controller
-// would also mistake a busy relay host (late worker wake-ups) for a slow
-// upstream; here a false "late" costs one halving per episode, which slow
-// start undoes in a few rounds.
+// straight from softirq until its listen queue is full, and then drops it.
+// The connect latency stays at the path's round trip right up to the loss
+// and then jumps to the retransmission timeout; there is no gradient to
+// follow, only the loss. A latency controller would also mistake a busy
+// relay host (late worker wake-ups) for a slow upstream; here a false
+// "late" costs one cut per episode, which the growth undoes in a few
+// hundred milliseconds.
 //
 // With Pacing "fixed", each upstream has UpstreamMaxInflight slots and no
 // controller (lost SYNs are still counted, not re-sent).

@@ -43,6 +43,7 @@ type Pool struct {
 	direct     *Upstream   // requests by Addrs
 	ring       *Upstream   // ready ring: upstreams with a queued request and room under their limit
 	cancels    *Request    // canceled while queued, for any worker to complete
+	paced      []*Upstream // waiting for their rate (u.paced)
 	sweeping   bool        // the queue sweep timer is armed (or asked for) on worker 0
 	wakeRR     int
 	checkRR    int

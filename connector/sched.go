@@ -22,7 +22,8 @@ import (
 //   - r.inQueue ⇔ r is linked in r.ups's FIFO; then r.s == nil.
 //   - r.s != nil ⇔ r holds a slot of worker r.w (its attempt is in flight or
 //     about to be dialled from w.starts); r.ups.inflight counts it.
-//   - u.ready ⇔ u is in the ring ⇔ u.head != nil && u.inflight < u.capLocked().
+//   - u.ready ⇔ u is in the ring ⇔ u.head != nil && u.inflight < u.capLocked()
+//     && !u.paced; u.paced ⇔ u is in p.paced, waiting for its rate.
 //   - p.queued is the number of requests with inQueue set.
 
 // routeLocked picks the upstream for r's next attempt: the first candidate
@@ -99,7 +100,7 @@ func (p *Pool) unlinkLocked(r *Request) {
 
 // updateReadyLocked links or unlinks u in the ready ring per the invariant.
 func (p *Pool) updateReadyLocked(u *Upstream) {
-	want := u.head != nil && u.inflight < u.capLocked()
+	want := u.head != nil && u.inflight < u.capLocked() && !u.paced
 	switch {
 	case want && !u.ready:
 		u.ready = true
@@ -162,6 +163,15 @@ func (p *Pool) wakeLocked() uint64 {
 func (p *Pool) pullLocked(w *worker, now time.Time) {
 	for len(w.free) > 0 && p.ring != nil {
 		u := p.ring
+		if !u.direct && !u.pace.take(now) {
+			// Its rate allows no start yet: out of the ring until a pace
+			// timer (this worker's, armed by flush) finds it due.
+			u.paced = true
+			p.paced = append(p.paced, u)
+			p.updateReadyLocked(u)
+			w.armPace = true
+			continue
+		}
 		r := u.head
 		p.unlinkLocked(r)
 		p.ring = u.rnext // u goes to the back of the ring: round-robin
@@ -190,12 +200,18 @@ func (p *Pool) pullLocked(w *worker, now time.Time) {
 }
 
 // queueTimeoutLocked fails the attempt of r, taken from its queue after its
-// deadline: counted as a timeout of the upstream's queue, not of the
-// upstream (no connect was tried, so it says nothing about its health).
+// deadline: counted as a queue timeout of the upstream, and as a failure
+// for its passive health — which marks it down only if it has completed no
+// connect for a whole connect timeout either: an upstream so slow (or so
+// paced down by lost SYNs) that its queue times out and nothing gets
+// through is down, one that still takes connects is only overloaded.
 func (p *Pool) queueTimeoutLocked(w *worker, r *Request, now time.Time) {
 	u := r.ups
 	u.st.queueTimeouts++
 	w.st.failures[ClassTimeout].Add(1)
+	if !u.direct && u.health.up {
+		p.unhealthyLocked(w, u, now, ClassTimeout)
+	}
 	r.lastErr = ErrTimeout
 	r.tried++
 	p.nextAttemptLocked(w, r, now)
@@ -306,7 +322,7 @@ func (p *Pool) lateLocked(w *worker, s *slot, now time.Time, giveUp bool) {
 // healthyLocked records a connected attempt.
 func (p *Pool) healthyLocked(w *worker, u *Upstream, now time.Time) {
 	h := &u.health
-	h.fails = 0
+	h.fails, h.lastOK = 0, now
 	if !h.up && u.check == nil {
 		p.markUpLocked(w, u, now, "trial connect succeeded")
 	}
@@ -328,7 +344,11 @@ func (p *Pool) unhealthyLocked(w *worker, u *Upstream, now time.Time, c Class) {
 		return
 	}
 	h.fails++
-	if h.fails >= p.cfg.FailAfter {
+	// Dead, not overloaded: an upstream that completed a connect within
+	// the last connect timeout is answering, and a storm that makes it drop
+	// SYNs (timeouts in a row between successes) is the pacer's business.
+	// Taking it down would turn an overload into an outage.
+	if h.fails >= p.cfg.FailAfter && (h.lastOK.IsZero() || now.Sub(h.lastOK) >= p.cfg.ConnectTimeout) {
 		p.markDownLocked(w, u, now, fmt.Sprintf("%d failed attempts in a row (last: %s)", h.fails, c))
 	}
 }

@@ -67,7 +67,7 @@ func TestConfigValidate(t *testing.T) {
 		{Config{Queue: -5}, "connector.queue"},
 		{Config{ConnectTimeout: -time.Second}, "connector.connect_timeout"},
 		{Config{Tick: -1}, "connector.tick"},
-		{Config{ConnectTimeout: time.Millisecond}, "connector.tick"}, // default 10ms tick > 1ms
+		{Config{ConnectTimeout: time.Millisecond, Tick: 10 * time.Millisecond}, "connector.tick"}, // 10ms tick > 1ms
 		{Config{Pacing: "fast"}, "connector.pacing"},
 		{Config{UpstreamMaxInflight: -1}, "connector.upstream_max_inflight"},
 		{Config{UpstreamQueue: -1}, "connector.upstream_queue"},
@@ -189,6 +189,59 @@ func TestPacer(t *testing.T) {
 	q.success(time.Second, t0.Add(2*minLatWindow), false)
 	if got := q.minLatency(); got != time.Second {
 		t.Fatalf("min latency %v after two windows", got)
+	}
+
+	// The rate: off until a loss; then rateBeta of what the upstream
+	// absorbed over the last rate windows, enforced by a token bucket,
+	// growing by rateGain per rate window of demand, off again after a
+	// calm span.
+	r := newPacer(true, 64)
+	base := t0.Add(time.Hour)
+	for i := range 100 { // 1000 connects/s for 100 ms
+		at := base.Add(time.Duration(i) * time.Millisecond)
+		r.take(at)
+		r.success(50*time.Microsecond, at, true)
+	}
+	if r.ratePerSec() != 0 || !r.due(base) {
+		t.Fatalf("paced before any loss: %v", r.ratePerSec())
+	}
+	cutAt := base.Add(100 * time.Millisecond)
+	r.congestion(cutAt, cutAt)
+	if got := r.ratePerSec(); got < 650 || got > 710 {
+		t.Fatalf("rate after the loss %.0f/s, want ~0.7 × 1000/s", got)
+	}
+	// One token now; the next only after 1/rate.
+	if !r.take(cutAt) || r.take(cutAt) || r.due(cutAt.Add(time.Millisecond)) {
+		t.Fatal("the bucket let two starts through at once")
+	}
+	if !r.due(cutAt.Add(2*time.Millisecond)) || !r.take(cutAt.Add(2*time.Millisecond)) {
+		t.Fatal("no start 2 ms later at ~700/s")
+	}
+	before := r.ratePerSec()
+	r.success(50*time.Microsecond, cutAt.Add(3*time.Millisecond), true)
+	if r.ratePerSec() != before {
+		t.Fatalf("rate %.1f grew within the rate window", r.ratePerSec())
+	}
+	r.success(50*time.Microsecond, cutAt.Add(rateWindow), true)
+	if r.ratePerSec() != before*rateGain {
+		t.Fatalf("rate %.1f after a window of demand, want %.1f", r.ratePerSec(), before*rateGain)
+	}
+	// Growth stops at 4× the starts the upstream was seen to take.
+	for k := 2; k < 9; k++ {
+		r.success(50*time.Microsecond, cutAt.Add(time.Duration(k)*rateWindow), true)
+	}
+	if got := r.ratePerSec(); got != 4000 {
+		t.Fatalf("rate grew to %.0f/s, want the 4 × 1000/s cap", got)
+	}
+	r.success(50*time.Microsecond, cutAt.Add(pacerCalmSpan), true)
+	if r.ratePerSec() != 0 {
+		t.Fatalf("still paced at %.0f/s after a calm span", r.ratePerSec())
+	}
+	// A blackhole (nothing absorbed) is paced at the floor.
+	b := newPacer(true, 64)
+	b.congestion(t0, t0)
+	if b.ratePerSec() != rateMin {
+		t.Fatalf("blackhole rate %.1f", b.ratePerSec())
 	}
 
 	f := newPacer(false, 8)

@@ -100,6 +100,7 @@ type Upstream struct {
 	pace       pacer
 	health     health
 	ready      bool      // linked in the pool's ready ring
+	paced      bool      // out of the ring until its rate allows the next start (pool.paced)
 	rprev      *Upstream // ready ring links
 	rnext      *Upstream
 	retired    bool // removed by SetUpstreams; finishes what it has
@@ -133,16 +134,18 @@ type upCounters struct {
 
 // health is passive and active health in one state machine (under p.mu).
 //
-//	up --(FailAfter consecutive failed attempts, or Fall failed checks)--> down
+//	up --(FailAfter consecutive failed attempts and no success for a
+//	      connect timeout, or Fall failed checks)--> down
 //	down --(no check: retryAt passed, one trial connect succeeds)--> up
 //	down --(check: Rise consecutive successful checks)--> up
 //
 // A trial that fails doubles the back-off, up to BackoffMax.
 type health struct {
 	up        bool
-	fails     int // consecutive failed attempts (passive)
-	okChecks  int // consecutive successful checks
-	badChecks int // consecutive failed checks
+	fails     int       // consecutive failed attempts (passive)
+	lastOK    time.Time // the last connected attempt
+	okChecks  int       // consecutive successful checks
+	badChecks int       // consecutive failed checks
 	backoff   time.Duration
 	retryAt   time.Time
 	downSince time.Time
@@ -161,7 +164,8 @@ type UpstreamStats struct {
 	Up          bool
 	Inflight    int
 	Queued      int
-	Limit       int // connects allowed in flight now (1 while down: the trial)
+	Limit       int     // connects allowed in flight now (1 while down: the trial)
+	Rate        float64 // connect starts per second allowed now; 0 = not paced
 	Connected   uint64
 	Failures    [NumClasses]uint64 // failed attempts by class
 	QueueTO     uint64             // requests that waited out their connect timeout in this upstream's queue
@@ -180,7 +184,7 @@ type UpstreamStats struct {
 func (u *Upstream) statsLocked() UpstreamStats {
 	return UpstreamStats{
 		Listener: u.key.Listener, Addr: u.key.Addr, Up: u.health.up,
-		Inflight: u.inflight, Queued: u.queued, Limit: u.capLocked(),
+		Inflight: u.inflight, Queued: u.queued, Limit: u.capLocked(), Rate: u.pace.ratePerSec(),
 		Connected: u.st.connected, Failures: u.st.failures, QueueTO: u.st.queueTimeouts,
 		Late: u.st.late, Rejected: u.st.rejected, Transitions: u.st.transitions,
 		Cuts: u.pace.cuts, Checks: u.st.checks, CheckFails: u.st.checkFails,

@@ -343,3 +343,42 @@ func TestSetUpstreamsKeepsState(t *testing.T) {
 		t.Fatalf("another pool's upstream: %v", err)
 	}
 }
+
+// Passive health against a blackhole (SYNs dropped, a full accept queue):
+// two timeouts and no connect for a timeout mark it down, and no later
+// request waits for it.
+func TestPassiveHealthBlackhole(t *testing.T) {
+	hang := hangingAddr(t)
+	a := newEchoServer(t, "tcp4", "127.0.0.1:0")
+	b := newEchoServer(t, "tcp4", "127.0.0.1:0")
+	events := make(healthLog, 8)
+	const to = 200 * time.Millisecond
+	p := newPool(t, Config{Workers: 1, FailAfter: 2, ConnectTimeout: to, Backoff: time.Hour, BackoffMax: time.Hour,
+		OnHealth: func(ev HealthEvent) { events <- ev }})
+	ups := setUpstreams(t, p, "l", UpstreamConfig{Addr: hang}, UpstreamConfig{Addr: a.addr}, UpstreamConfig{Addr: b.addr})
+	const n = 8
+	h := newRecorder(n)
+	reqs := make([]Request, n)
+	for i := range reqs {
+		reqs[i] = Request{Upstreams: ups, Handler: h, Cookie: uint64(i)}
+		if err := p.Submit(&reqs[i]); err != nil {
+			t.Fatal(err)
+		}
+		r := h.wait(t, 1, 10*time.Second)[0]
+		if r.Err != nil || r.Upstream == ups[0] {
+			t.Fatalf("request %d: err %v via %v", i, r.Err, r.Addr)
+		}
+		if i >= 2 && (r.Attempts != 1 || r.Latency >= to) {
+			t.Fatalf("request %d waited for the blackhole: %d attempts, %v", i, r.Attempts, r.Latency)
+		}
+		unix.Close(r.FD)
+		r.FD = -1
+	}
+	ev := events.wait(t, false, 5*time.Second)
+	if ev.Key.Addr != hang {
+		t.Fatalf("down event %+v", ev)
+	}
+	if st := upstreamStats(p, ups[0]); st.Failures[ClassTimeout]+st.QueueTO < 2 || st.Up { // a re-sent SYN may time out queued
+		t.Fatalf("blackhole stats %+v", st)
+	}
+}

@@ -58,17 +58,19 @@ type worker struct {
 
 	// Loop goroutine only (the lists are appended to under p.mu, but only
 	// by this goroutine, and drained by flush after the lock is released).
-	slots  []slot
-	free   []*slot
-	fds    []*slot // fd → slot of the attempt registered under that fd
-	sa     sockaddrs
-	starts []*slot       // slots filled by pullLocked, to dial
-	done   []completion  // handler calls to make
-	events []HealthEvent // for Config.OnHealth
-	wake   uint64        // workers to post to
-	spare  []*Request    // the other inflightCancels buffer
-	sweep  timeout.Timer // worker 0: expires queued requests at their deadline
-	checks []*checker    // active checks this worker runs
+	slots   []slot
+	free    []*slot
+	fds     []*slot // fd → slot of the attempt registered under that fd
+	sa      sockaddrs
+	starts  []*slot       // slots filled by pullLocked, to dial
+	done    []completion  // handler calls to make
+	events  []HealthEvent // for Config.OnHealth
+	wake    uint64        // workers to post to
+	spare   []*Request    // the other inflightCancels buffer
+	sweep   timeout.Timer // worker 0: expires queued requests at their deadline
+	paceT   timeout.Timer // releases paced upstreams when their rate allows
+	armPace bool          // a locked step paced an upstream: flush arms paceT
+	checks  []*checker    // active checks this worker runs
 }
 
 func newWorker(p *Pool, id int) (*worker, error) {
@@ -89,6 +91,7 @@ func newWorker(p *Pool, id int) (*worker, error) {
 		w.free = append(w.free, s)
 	}
 	w.sweep.Init(w.onSweep)
+	w.paceT.Init(w.onPace)
 	w.fds = make([]*slot, 1024)
 	return w, nil
 }
@@ -195,6 +198,12 @@ func (w *worker) flush() {
 	if m := w.wake; m != 0 {
 		w.wake = 0
 		w.p.post(m)
+	}
+	if w.armPace {
+		w.armPace = false
+		if !w.paceT.Armed() {
+			w.loop.Wheel().Schedule(&w.paceT, w.p.cfg.Tick, w.loop.Refresh())
+		}
 	}
 	if len(w.events) > 0 {
 		if f := w.p.cfg.OnHealth; f != nil {
@@ -390,6 +399,9 @@ func (w *worker) onSweep(time.Time) {
 					w.finishLater(r, ErrCanceled)
 				} else {
 					p.queueTimeoutLocked(w, r, now)
+					if !u.health.up {
+						break // it went down: its queue has moved on (evacuateLocked)
+					}
 				}
 			}
 			r = next
@@ -402,6 +414,34 @@ func (w *worker) onSweep(time.Time) {
 	p.mu.Unlock()
 	if again {
 		w.loop.Wheel().Schedule(&w.sweep, w.sweepEvery(), w.loop.Refresh())
+	}
+	w.flush()
+}
+
+// onPace puts paced upstreams whose rate allows a start back in the ready
+// ring and pulls; it re-arms while any upstream is still paced. Any worker
+// that paced an upstream runs one, so a worker that is busy elsewhere does
+// not hold the others up.
+func (w *worker) onPace(time.Time) {
+	p := w.p
+	now := time.Now()
+	p.mu.Lock()
+	keep := p.paced[:0]
+	for _, u := range p.paced {
+		if u.pace.due(now) {
+			u.paced = false
+			p.updateReadyLocked(u)
+		} else {
+			keep = append(keep, u)
+		}
+	}
+	clear(p.paced[len(keep):])
+	p.paced = keep
+	again := len(keep) > 0
+	p.pullLocked(w, now)
+	p.mu.Unlock()
+	if again {
+		w.armPace = true
 	}
 	w.flush()
 }

@@ -119,6 +119,7 @@ func TestConnectTimeout(t *testing.T) {
 	up := testnet.HangingAddr(t)
 	f := startRelay(t, []string{up.String()}, func(_ *relay.Config, cc *connector.Config, _ *relay.ListenerConfig) {
 		cc.Workers, cc.MaxInflight, cc.ConnectTimeout = 1, inflight, timeout
+		cc.FailAfter = -1 // passive health would fail the later ones fast (TestUpstreamsDownReason)
 	})
 	type res struct {
 		d   time.Duration

@@ -195,3 +195,58 @@ func TestFDLimitDerivesSessionCap(t *testing.T) {
 		t.Fatalf("rejected_limit %v, refused %d", n, refused)
 	}
 }
+
+// Issue 10: an upstream that refuses is marked down once (one log line, the
+// reason), exported as relayd_upstream_up 0 with one transition, and the
+// next client is closed at once as upstreams_down without a connect; an
+// active check brings it back when it answers, logged and exported too.
+func TestUpstreamHealthLoggedAndExported(t *testing.T) {
+	// A bound, not listening port refuses; listening on it later makes it
+	// answer (the kernel completes connects into the queue).
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, _ := syscall.Getsockname(fd)
+	up := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+	yaml := strings.Replace(adminYAML(up), "relay:\n", "    check: {interval: 100ms, timeout: 50ms, rise: 2, fall: 1}\nrelay:\n", 1)
+	c := startRelayd(t, yaml, "")
+	admin := adminAddr(t, c)
+	label := fmt.Sprintf(`{listener="e2e",upstream="%s"}`, up)
+	waitFor(t, 10*time.Second, "upstream marked down", func() bool {
+		return scrape(t, admin, "relayd_upstream_up"+label) == 0
+	})
+	if n := strings.Count(c.stderr.String(), `"msg":"upstream down"`); n != 1 {
+		t.Fatalf("%d 'upstream down' lines:\n%s", n, c.stderr.String())
+	}
+	cl, err := net.DialTimeout("tcp", c.addr, 5*time.Second)
+	if err == nil {
+		_ = cl.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := cl.Read(make([]byte, 1)); err == nil {
+			t.Fatal("a client of a down upstream got data")
+		}
+		cl.Close()
+	}
+	waitFor(t, 10*time.Second, "the client closed as upstreams_down", func() bool {
+		return scrape(t, admin, `relayd_sessions_closed_total{reason="upstreams_down"}`) == 1
+	})
+	if n := scrape(t, admin, "relayd_connector_attempts_total"); n != 0 {
+		t.Fatalf("%v connect attempts to a down upstream", n)
+	}
+	if err := syscall.Listen(fd, 64); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "upstream back up", func() bool {
+		return scrape(t, admin, "relayd_upstream_up"+label) == 1
+	})
+	if n := scrape(t, admin, "relayd_upstream_transitions_total"+label); n != 2 {
+		t.Fatalf("%v transitions, want 2", n)
+	}
+	if !strings.Contains(c.stderr.String(), `"msg":"upstream up"`) {
+		t.Fatalf("no 'upstream up' line:\n%s", c.stderr.String())
+	}
+}

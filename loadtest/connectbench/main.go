@@ -54,9 +54,12 @@ var (
 	relaydBin = flag.String("relayd", "relayd", "relayd binary")
 	haproxy   = flag.String("haproxy", "haproxy", "haproxy binary (skipped if missing)")
 	scenarios = flag.String("scenario", "storm,isolation,growth,rr", "scenarios to run")
-	stormN    = flag.Int("storm-clients", 5000, "storm: clients arriving within one second")
+	stormN    = flag.Int("storm-clients", 5000, "storm: clients")
+	stormSpan = flag.Duration("storm-span", 0, "storm: arrivals spread evenly over this (0 = all at once, as fast as they can be started)")
 	rounds    = flag.Int("rounds", 1, "storm, rr: rounds, systems in alternating order")
 	rrDur     = flag.Duration("rr-duration", 5*time.Second, "rr: time per system")
+	verbose   = flag.Bool("v", false, "print relayd's connect latency buckets")
+	only      = flag.String("systems", "", "storm, rr: only these systems (comma-separated names; empty = all)")
 	tmp       string
 )
 
@@ -143,8 +146,13 @@ func newUpstream(backlog int, hold bool) *upstream {
 		defer u.wg.Done()
 		for {
 			c, err := ln.Accept()
-			if err != nil {
+			if errors.Is(err, net.ErrClosed) {
 				return
+			}
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "connectbench: upstream accept:", err)
+				time.Sleep(10 * time.Millisecond)
+				continue
 			}
 			go func() {
 				defer c.Close()
@@ -209,7 +217,7 @@ func openLoop(target string, n int, span time.Duration) []outcome {
 	start := time.Now()
 	msg := []byte(strings.Repeat("x", 64))
 	for i := range n {
-		if d := time.Until(start.Add(time.Duration(i) * span / time.Duration(n))); d > 0 {
+		if d := time.Until(start.Add(time.Duration(i) * span / time.Duration(n))); span > 0 && d > 0 {
 			time.Sleep(d)
 		}
 		wg.Add(1)
@@ -223,15 +231,17 @@ func openLoop(target string, n int, span time.Duration) []outcome {
 }
 
 type summary struct {
-	n, failed int
-	p50, p99  time.Duration
-	kinds     map[string]int
+	n, failed      int
+	p50, p99       time.Duration // sessions that succeeded
+	allP50, allP99 time.Duration // every client, a failed one at the time it failed
+	kinds          map[string]int
 }
 
 func summarize(out []outcome) summary {
 	s := summary{n: len(out), kinds: map[string]int{}}
-	var d []time.Duration
+	var d, all []time.Duration
 	for _, o := range out {
+		all = append(all, o.session)
 		if o.err != nil {
 			s.failed++
 			s.kinds[kind(o.err)]++
@@ -239,11 +249,17 @@ func summarize(out []outcome) summary {
 		}
 		d = append(d, o.session)
 	}
-	slices.Sort(d)
-	if len(d) > 0 {
-		s.p50, s.p99 = d[len(d)/2], d[min(len(d)-1, len(d)*99/100)]
-	}
+	s.p50, s.p99 = pct(d)
+	s.allP50, s.allP99 = pct(all)
 	return s
+}
+
+func pct(d []time.Duration) (p50, p99 time.Duration) {
+	if len(d) == 0 {
+		return 0, 0
+	}
+	slices.Sort(d)
+	return d[len(d)/2], d[min(len(d)-1, len(d)*99/100)]
 }
 
 func kind(err error) string {
@@ -268,7 +284,7 @@ func (s summary) String() string {
 			k += fmt.Sprintf(" %s=%d", name, s.kinds[name])
 		}
 	}
-	return fmt.Sprintf("%5d sessions  %4d failed%-22s  p50 %8s  p99 %8s", s.n, s.failed, k, ms(s.p50), ms(s.p99))
+	return fmt.Sprintf("%5d clients %4d failed%-16s ok p50 %8s p99 %8s | all p50 %8s p99 %8s", s.n, s.failed, k, ms(s.p50), ms(s.p99), ms(s.allP50), ms(s.allP99))
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d)/1e6) }
@@ -358,14 +374,14 @@ func startHAProxy(upstream string) *system {
 	cfg := filepath.Join(tmp, "haproxy.cfg")
 	text := fmt.Sprintf(`global
     nbthread 2
-    maxconn 19000
+    maxconn 9000
 defaults
     mode tcp
     timeout connect 5s
     timeout client 60s
     timeout server 60s
     retries 3
-    maxconn 19000
+    maxconn 9000
 frontend fe
     bind %s
     default_backend be
@@ -376,6 +392,7 @@ backend be
 		die(err)
 	}
 	cmd := exec.Command(*haproxy, "-db", "-f", cfg)
+	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		die(err)
 	}
@@ -416,6 +433,20 @@ func metricValue(admin, prefix string) float64 {
 // (lost SYN) count.
 func connectModes(admin string) string {
 	var below, total float64
+	var hist []string
+	prev := 0.0
+	for _, l := range metrics(admin, "relayd_upstream_connect_latency_seconds_bucket") {
+		f := strings.Fields(l)
+		v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+		if v > prev {
+			le := l[strings.Index(l, `le="`)+4:]
+			hist = append(hist, fmt.Sprintf("≤%s:%0.f", le[:strings.IndexByte(le, '"')], v-prev))
+		}
+		prev = v
+	}
+	if *verbose {
+		fmt.Println("   connect latency buckets:", strings.Join(hist, " "))
+	}
 	for _, l := range metrics(admin, "relayd_upstream_connect_latency_seconds_") {
 		f := strings.Fields(l)
 		v, _ := strconv.ParseFloat(f[len(f)-1], 64)
@@ -428,13 +459,14 @@ func connectModes(admin string) string {
 	}
 	late := metricValue(admin, "relayd_upstream_late_total")
 	limit := metricValue(admin, "relayd_upstream_limit")
-	return fmt.Sprintf("connects %0.f: ≤0.52 s %0.f, >0.52 s %0.f; lost SYNs %0.f; limit now %0.f", total, below, total-below, late, limit)
+	rate := metricValue(admin, "relayd_upstream_rate_limit")
+	return fmt.Sprintf("connects %0.f: ≤0.52 s %0.f, >0.52 s %0.f; lost SYNs %0.f; limit now %0.f, rate %0.f/s", total, below, total-below, late, limit, rate)
 }
 
 // --- scenarios -------------------------------------------------------------
 
 func storm() {
-	fmt.Printf("\n## storm: %d clients within 1 s, upstream backlog 8, 64-byte echo each\n\n", *stormN)
+	fmt.Printf("\n## storm: %d clients at once (spread over %v), upstream backlog 8, 64-byte echo each\n\n", *stormN, *stormSpan)
 	type variant struct{ name, connector string }
 	variants := []variant{
 		{"direct", ""},
@@ -450,6 +482,9 @@ func storm() {
 			slices.Reverse(order)
 		}
 		for _, v := range order {
+			if !wanted(v.name) {
+				continue
+			}
 			up := newUpstream(8, false)
 			var sys *system
 			switch {
@@ -464,7 +499,7 @@ func storm() {
 			default:
 				sys = startRelayd(v.name, v.connector, listenerSpec{"storm", up.addr})[0]
 			}
-			s := summarize(openLoop(sys.target, *stormN, time.Second))
+			s := summarize(openLoop(sys.target, *stormN, *stormSpan))
 			extra := ""
 			if sys.admin != "" {
 				extra = "  " + connectModes(sys.admin)
@@ -481,8 +516,7 @@ func isolation() {
 	good := newUpstream(4096, false)
 	defer good.close()
 	hole := newUpstream(1, true)
-	cfg := "  connect_timeout: 2s"
-	run := func(withHole bool) {
+	run := func(withHole bool, cfg, label string) {
 		sys := startRelayd("relayd-isolation", cfg, listenerSpec{"healthy", good.addr}, listenerSpec{"hole", hole.addr})
 		defer sys[0].stop()
 		var holeOut []outcome
@@ -496,11 +530,7 @@ func isolation() {
 		}
 		healthy := summarize(openLoop(sys[0].target, 250, 5*time.Second))
 		wg.Wait()
-		label := "healthy alone       "
-		if withHole {
-			label = "healthy beside hole "
-		}
-		fmt.Printf("%s %s\n", label, healthy)
+		fmt.Printf("%-28s %s\n", label, healthy)
 		if withHole {
 			// Blackholed sessions end when relayd gives up: their close
 			// times, against connect_timeout (2 s).
@@ -510,18 +540,20 @@ func isolation() {
 			}
 			slices.Sort(d)
 			h := summarize(holeOut)
-			fmt.Printf("blackholed           %d sessions, %d failed; closed after min %s p50 %s max %s; %s; upstreams_down %0.f, connect_timeout %0.f\n",
-				len(holeOut), h.failed, ms(d[0]), ms(d[len(d)/2]), ms(d[len(d)-1]), connectModes(sys[0].admin),
+			fmt.Printf("%-28s %d sessions, %d failed; closed after min %s p50 %s max %s; upstreams_down %0.f, connect_timeout %0.f\n",
+				"  blackholed", len(holeOut), h.failed, ms(d[0]), ms(d[len(d)/2]), ms(d[len(d)-1]),
 				metricValue(sys[0].admin, `relayd_listener_sessions_closed_total{listener="hole",reason="upstreams_down"}`),
 				metricValue(sys[0].admin, `relayd_listener_sessions_closed_total{listener="hole",reason="connect_timeout"}`))
 		}
 	}
-	run(false)
-	run(true)
+	const base = "  connect_timeout: 2s"
+	run(false, base, "healthy alone")
+	run(true, base, "healthy beside hole")
+	run(true, base+"\n  health:\n    fail_after: 0", "healthy beside hole, no health")
 }
 
 func growth() {
-	const rate, dur = 4000, 10 * time.Second
+	const rate, dur = 3000, 10 * time.Second
 	fmt.Printf("\n## growth: %d sessions/s for %v into backlog 8, grown to 4096 at %v; relayd adaptive limit over time\n\n", rate, dur, dur/2)
 	up := newUpstream(8, false)
 	defer up.close()
@@ -535,8 +567,9 @@ func growth() {
 		defer wg.Done()
 		t0 := time.Now()
 		for !stop.Load() {
-			samples = append(samples, fmt.Sprintf("%4.1fs limit %2.0f", time.Since(t0).Seconds(),
-				metricValue(sys.admin, "relayd_upstream_limit")))
+			samples = append(samples, fmt.Sprintf("%4.1fs window %2.0f  rate %5.0f/s  lost SYNs %5.0f  connected %6.0f", time.Since(t0).Seconds(),
+				metricValue(sys.admin, "relayd_upstream_limit"), metricValue(sys.admin, "relayd_upstream_rate_limit"),
+				metricValue(sys.admin, "relayd_upstream_late_total"), metricValue(sys.admin, "relayd_upstream_connected_total")))
 			time.Sleep(500 * time.Millisecond)
 		}
 	}()
@@ -569,6 +602,9 @@ func rr() {
 			slices.Reverse(order)
 		}
 		for _, v := range order {
+			if !wanted(v.name) {
+				continue
+			}
 			sys := startRelayd(v.name, v.connector, listenerSpec{"rr", up.addr})[0]
 			var n, failed atomic.Int64
 			var wg sync.WaitGroup
@@ -610,4 +646,8 @@ func mean(xs []float64) float64 {
 		s += x
 	}
 	return s / float64(max(1, len(xs)))
+}
+
+func wanted(name string) bool {
+	return *only == "" || slices.Contains(strings.Split(*only, ","), name)
 }

@@ -92,7 +92,10 @@
 //     less than 10/s (rateMin). One cut per episode: only attempts started
 //     after the last cut, and at most one per 100 ms, as TCP cuts at most
 //     once per round trip — on a host busy with the storm itself, late
-//     answers come in clusters.
+//     answers come in clusters. Lost SYNs cut only when they are 10 %
+//     (lossThresh) of the starts of the last two windows, as BBRv2 keeps
+//     a loss threshold: an occasional overflow costs a 25 ms re-send, less
+//     than pacing below what the upstream takes.
 //   - A lost SYN is not waited out: the attempt is closed and re-sent from
 //     the front of the upstream's queue when the limits allow, within its
 //     original deadline. The kernel would retransmit after 1 s, 3 s, 7 s

@@ -24,6 +24,7 @@ const (
 	minLatWindow  = 10 * time.Second       // the minimum latency is the least of this window and the last
 	pacerCalmSpan = 5 * time.Second        // no congestion for this long: pacing off, slow start may resume
 	burstSpan     = 2 * time.Millisecond   // a paced upstream may take this much of its rate at once (≥ 2 starts)
+	lossThresh    = 0.1                    // lost SYNs cut only when they are this share of the starts of the last two windows
 )
 
 // pacer is one upstream's connect limits: a window (connects in flight) and,
@@ -58,6 +59,7 @@ type pacer struct {
 	okSlot [rateWindows]int64 // rate window number (time / rateWindow) of each count
 	okN    [rateWindows]int   // successes in that window
 	stN    [rateWindows]int   // connect starts in that window
+	lostN  [rateWindows]int   // lost SYNs in that window
 }
 
 func newPacer(adaptive bool, max int) pacer {
@@ -160,7 +162,7 @@ func (p *pacer) win(now time.Time) int {
 	cur := now.UnixNano() / int64(rateWindow)
 	i := int(cur % rateWindows)
 	if p.okSlot[i] != cur {
-		p.okSlot[i], p.okN[i], p.stN[i] = cur, 0, 0
+		p.okSlot[i], p.okN[i], p.stN[i], p.lostN[i] = cur, 0, 0, 0
 	}
 	return i
 }
@@ -216,6 +218,35 @@ func (p *pacer) success(lat time.Duration, now time.Time, limited bool) {
 // of what the upstream absorbed over the last rate windows, so the listen
 // queue drains. It reports whether it cut.
 func (p *pacer) congestion(started, now time.Time) bool {
+	return p.cut(started, now)
+}
+
+// lostSYN records a lost SYN of an attempt started at started. Unlike a
+// timeout or a refusal it cuts only when lost SYNs are lossThresh of the
+// starts of the current and the last rate window: a listen queue that
+// overflows now and then (a busy upstream host) costs a re-sent SYN each,
+// 25 ms, which is cheaper than a pace below what the upstream takes.
+// BBRv2 keeps a loss threshold (2 %) for the same reason.
+func (p *pacer) lostSYN(started, now time.Time) bool {
+	if !p.adaptive {
+		return false
+	}
+	i := p.win(now)
+	p.lostN[i]++
+	cur := now.UnixNano() / int64(rateWindow)
+	j := int((cur + rateWindows - 1) % rateWindows)
+	lost, starts := p.lostN[i], p.stN[i]
+	if p.okSlot[j] == cur-1 {
+		lost, starts = lost+p.lostN[j], starts+p.stN[j]
+	}
+	if float64(lost) < lossThresh*float64(max(starts, 1)) {
+		return false
+	}
+	return p.cut(started, now)
+}
+
+// cut is congestion's work, shared with lostSYN.
+func (p *pacer) cut(started, now time.Time) bool {
 	// At most one cut per rate window, as TCP cuts at most once per round
 	// trip: on a host busy with the storm itself (accepting thousands of
 	// clients) late answers come in clusters, and a cut per cluster would

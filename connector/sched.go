@@ -303,7 +303,7 @@ func (p *Pool) lateLocked(w *worker, s *slot, now time.Time, giveUp bool) {
 	r, u := s.r, s.r.ups
 	u.st.late++
 	w.st.late.Add(1)
-	u.pace.congestion(r.attStart, now)
+	u.pace.lostSYN(r.attStart, now)
 	if !giveUp {
 		return
 	}

@@ -38,6 +38,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -59,12 +60,17 @@ var (
 	rounds    = flag.Int("rounds", 1, "storm, rr: rounds, systems in alternating order")
 	rrDur     = flag.Duration("rr-duration", 5*time.Second, "rr: time per system")
 	verbose   = flag.Bool("v", false, "print relayd's connect latency buckets")
+	child     = flag.Int("upstream-child", 0, "internal: serve an echo upstream with this backlog, print its address, grow the backlog to 4096 on SIGUSR1")
 	only      = flag.String("systems", "", "storm, rr: only these systems (comma-separated names; empty = all)")
 	tmp       string
 )
 
 func main() {
 	flag.Parse()
+	if *child > 0 {
+		serveChild(*child)
+		return
+	}
 	var err error
 	if tmp, err = os.MkdirTemp("", "connectbench"); err != nil {
 		die(err)
@@ -103,6 +109,7 @@ type upstream struct {
 	wg   sync.WaitGroup
 	hold bool       // never accept: a blackhole once the queue is full
 	held []net.Conn // the connections that fill a blackhole's queue
+	cmd  *exec.Cmd  // the upstream's own process (spawnUpstream), or nil
 }
 
 func newUpstream(backlog int, hold bool) *upstream {
@@ -164,9 +171,61 @@ func newUpstream(backlog int, hold bool) *upstream {
 	return u
 }
 
-func (u *upstream) setBacklog(n int) { _ = unix.Listen(u.fd, n) }
+func (u *upstream) setBacklog(n int) {
+	if u.cmd != nil {
+		_ = u.cmd.Process.Signal(syscall.SIGUSR1)
+		return
+	}
+	_ = unix.Listen(u.fd, n)
+}
+
+// spawnUpstream runs the echo upstream in a process of its own, as a real
+// upstream is: in the harness's own runtime its accept loop would compete
+// with thousands of client goroutines for the scheduler, and its listen
+// queue would overflow for reasons that have nothing to do with the
+// system under test.
+func spawnUpstream(backlog int) *upstream {
+	self, err := os.Executable()
+	if err != nil {
+		die(err)
+	}
+	cmd := exec.Command(self, "-upstream-child", strconv.Itoa(backlog))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		die(err)
+	}
+	if err := cmd.Start(); err != nil {
+		die(err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		die(fmt.Errorf("upstream child: %w", err))
+	}
+	return &upstream{addr: strings.TrimSpace(line), cmd: cmd}
+}
+
+func serveChild(backlog int) {
+	u := newUpstream(backlog, false)
+	fmt.Println(u.addr)
+	sig := make(chan os.Signal, 4)
+	signal.Notify(sig, syscall.SIGUSR1, syscall.SIGTERM, syscall.SIGINT)
+	for s := range sig {
+		if s == syscall.SIGUSR1 {
+			u.setBacklog(4096)
+			continue
+		}
+		u.close()
+		return
+	}
+}
 
 func (u *upstream) close() {
+	if u.cmd != nil {
+		_ = u.cmd.Process.Signal(syscall.SIGTERM)
+		_ = u.cmd.Wait()
+		return
+	}
 	for _, c := range u.held {
 		c.Close()
 	}
@@ -485,7 +544,7 @@ func storm() {
 			if !wanted(v.name) {
 				continue
 			}
-			up := newUpstream(8, false)
+			up := spawnUpstream(8)
 			var sys *system
 			switch {
 			case v.name == "direct":
@@ -513,7 +572,7 @@ func storm() {
 
 func isolation() {
 	fmt.Printf("\n## isolation: blackholed upstream 400 sessions at 100/s beside a healthy one at 50/s (connect_timeout 2s)\n\n")
-	good := newUpstream(4096, false)
+	good := spawnUpstream(4096)
 	defer good.close()
 	hole := newUpstream(1, true)
 	run := func(withHole bool, cfg, label string) {
@@ -555,7 +614,7 @@ func isolation() {
 func growth() {
 	const rate, dur = 3000, 10 * time.Second
 	fmt.Printf("\n## growth: %d sessions/s for %v into backlog 8, grown to 4096 at %v; relayd adaptive limit over time\n\n", rate, dur, dur/2)
-	up := newUpstream(8, false)
+	up := spawnUpstream(8)
 	defer up.close()
 	sys := startRelayd("relayd-growth", "  pacing: adaptive", listenerSpec{"growth", up.addr})[0]
 	defer sys.stop()
@@ -586,7 +645,7 @@ func growth() {
 
 func rr() {
 	fmt.Printf("\n## rr: fast upstream, 50 workers connect/echo 64 B/close for %v each\n\n", *rrDur)
-	up := newUpstream(4096, false)
+	up := spawnUpstream(4096)
 	defer up.close()
 	type variant struct{ name, connector string }
 	variants := []variant{

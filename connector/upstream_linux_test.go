@@ -10,33 +10,11 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/relayd/relayd/internal/testnet"
 )
 
-// boundPort reserves a loopback port that refuses connects until listen is
-// called: the socket is bound, not listening. After listen the kernel
-// completes connects into its accept queue (nobody accepts; the backlog is
-// ample for a test).
-func boundPort(t testing.TB) (addr netip.AddrPort, listen func()) {
-	t.Helper()
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Close(fd) })
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := unix.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(sa.(*unix.SockaddrInet4).Port))
-	return addr, func() {
-		if err := unix.Listen(fd, 1024); err != nil {
-			t.Error(err)
-		}
-	}
-}
+func boundPort(t testing.TB) (netip.AddrPort, func()) { return testnet.BoundPort(t) }
 
 func setUpstreams(t testing.TB, p *Pool, listener string, cfgs ...UpstreamConfig) []*Upstream {
 	t.Helper()
@@ -134,56 +112,62 @@ func TestUpstreamIsolation(t *testing.T) {
 	}
 }
 
-// Passive health: with one of three upstreams refusing, FailAfter refusals
+// Passive health: with one of three upstreams refusing, or blackholed (its
+// SYNs dropped: a full accept queue), FailAfter failures with no connect
 // mark it down (one event), and from then on no request tries it: each
-// connects at its first attempt to a healthy one.
+// connects at its first attempt to a healthy one, without waiting.
 func TestPassiveHealthSkipsDown(t *testing.T) {
-	dead := refusedAddr(t)
-	a := newEchoServer(t, "tcp4", "127.0.0.1:0")
-	b := newEchoServer(t, "tcp4", "127.0.0.1:0")
-	events := make(healthLog, 8)
-	p := newPool(t, Config{Workers: 1, FailAfter: 2, Backoff: time.Hour, BackoffMax: time.Hour,
-		OnHealth: func(ev HealthEvent) { events <- ev }})
-	ups := setUpstreams(t, p, "l", UpstreamConfig{Addr: dead}, UpstreamConfig{Addr: a.addr}, UpstreamConfig{Addr: b.addr})
-	const n = 12
-	h := newRecorder(n)
-	reqs := make([]Request, n)
-	for i := range reqs {
-		// Every request starts at the dead upstream, as a round-robin
-		// would for a third of them.
-		reqs[i] = Request{Upstreams: ups, Handler: h, Cookie: uint64(i)}
-		if err := p.Submit(&reqs[i]); err != nil {
-			t.Fatal(err)
-		}
-		r := h.wait(t, 1, 10*time.Second)[0]
-		if r.Err != nil || r.Upstream == ups[0] {
-			t.Fatalf("request %d: err %v via %v", i, r.Err, r.Addr)
-		}
-		want := 1
-		if i < 2 {
-			want = 2 // refused, then the next upstream
-		}
-		if r.Attempts != want {
-			t.Fatalf("request %d: %d attempts, want %d", i, r.Attempts, want)
-		}
-		unix.Close(r.FD)
-		r.FD = -1
-	}
-	ev := events.wait(t, false, 5*time.Second)
-	if ev.Key.Addr != dead || ev.Key.Listener != "l" || ev.Down != time.Hour {
-		t.Fatalf("down event %+v", ev)
-	}
-	if ups[0].Up() {
-		t.Fatal("the refusing upstream is still up")
-	}
-	st := upstreamStats(p, ups[0])
-	if st.Failures[ClassRefused] != 2 || st.Transitions != 1 || st.Limit != 1 {
-		t.Fatalf("dead upstream stats %+v", st)
-	}
-	p.Close()
-	h.checkOnce(t, n)
-	if len(events) != 0 {
-		t.Fatalf("more health events: %+v", <-events)
+	const to = 200 * time.Millisecond
+	for _, tc := range []struct {
+		name string
+		dead func(testing.TB) netip.AddrPort
+		fail Class
+	}{
+		{"refused", refusedAddr, ClassRefused},
+		{"blackhole", hangingAddr, ClassTimeout},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dead := tc.dead(t)
+			a := newEchoServer(t, "tcp4", "127.0.0.1:0")
+			b := newEchoServer(t, "tcp4", "127.0.0.1:0")
+			events := make(healthLog, 8)
+			p := newPool(t, Config{Workers: 1, FailAfter: 2, ConnectTimeout: to, Backoff: time.Hour, BackoffMax: time.Hour,
+				OnHealth: func(ev HealthEvent) { events <- ev }})
+			ups := setUpstreams(t, p, "l", UpstreamConfig{Addr: dead}, UpstreamConfig{Addr: a.addr}, UpstreamConfig{Addr: b.addr})
+			const n = 10
+			h := newRecorder(n)
+			reqs := make([]Request, n)
+			for i := range reqs {
+				// Every request starts at the dead upstream, as a
+				// round-robin would for a third of them.
+				reqs[i] = Request{Upstreams: ups, Handler: h, Cookie: uint64(i)}
+				if err := p.Submit(&reqs[i]); err != nil {
+					t.Fatal(err)
+				}
+				r := h.wait(t, 1, 10*time.Second)[0]
+				if r.Err != nil || r.Upstream == ups[0] {
+					t.Fatalf("request %d: err %v via %v", i, r.Err, r.Addr)
+				}
+				if i >= 2 && (r.Attempts != 1 || r.Latency >= to) {
+					t.Fatalf("request %d tried the down upstream: %d attempts, %v", i, r.Attempts, r.Latency)
+				}
+				unix.Close(r.FD)
+				r.FD = -1
+			}
+			ev := events.wait(t, false, 5*time.Second)
+			if ev.Key.Addr != dead || ev.Key.Listener != "l" || ev.Down != time.Hour {
+				t.Fatalf("down event %+v", ev)
+			}
+			// A re-sent SYN of the blackhole may time out in the queue.
+			if st := upstreamStats(p, ups[0]); st.Up || st.Failures[tc.fail]+st.QueueTO < 2 || st.Transitions != 1 || st.Limit != 1 {
+				t.Fatalf("dead upstream stats %+v", st)
+			}
+			p.Close()
+			h.checkOnce(t, n)
+			if len(events) != 0 {
+				t.Fatalf("more health events: %+v", <-events)
+			}
+		})
 	}
 }
 
@@ -341,44 +325,5 @@ func TestSetUpstreamsKeepsState(t *testing.T) {
 	r = Request{Upstreams: second, Handler: newRecorder(1)}
 	if err := other.Submit(&r); !errors.Is(err, ErrInvalidRequest) {
 		t.Fatalf("another pool's upstream: %v", err)
-	}
-}
-
-// Passive health against a blackhole (SYNs dropped, a full accept queue):
-// two timeouts and no connect for a timeout mark it down, and no later
-// request waits for it.
-func TestPassiveHealthBlackhole(t *testing.T) {
-	hang := hangingAddr(t)
-	a := newEchoServer(t, "tcp4", "127.0.0.1:0")
-	b := newEchoServer(t, "tcp4", "127.0.0.1:0")
-	events := make(healthLog, 8)
-	const to = 200 * time.Millisecond
-	p := newPool(t, Config{Workers: 1, FailAfter: 2, ConnectTimeout: to, Backoff: time.Hour, BackoffMax: time.Hour,
-		OnHealth: func(ev HealthEvent) { events <- ev }})
-	ups := setUpstreams(t, p, "l", UpstreamConfig{Addr: hang}, UpstreamConfig{Addr: a.addr}, UpstreamConfig{Addr: b.addr})
-	const n = 8
-	h := newRecorder(n)
-	reqs := make([]Request, n)
-	for i := range reqs {
-		reqs[i] = Request{Upstreams: ups, Handler: h, Cookie: uint64(i)}
-		if err := p.Submit(&reqs[i]); err != nil {
-			t.Fatal(err)
-		}
-		r := h.wait(t, 1, 10*time.Second)[0]
-		if r.Err != nil || r.Upstream == ups[0] {
-			t.Fatalf("request %d: err %v via %v", i, r.Err, r.Addr)
-		}
-		if i >= 2 && (r.Attempts != 1 || r.Latency >= to) {
-			t.Fatalf("request %d waited for the blackhole: %d attempts, %v", i, r.Attempts, r.Latency)
-		}
-		unix.Close(r.FD)
-		r.FD = -1
-	}
-	ev := events.wait(t, false, 5*time.Second)
-	if ev.Key.Addr != hang {
-		t.Fatalf("down event %+v", ev)
-	}
-	if st := upstreamStats(p, ups[0]); st.Failures[ClassTimeout]+st.QueueTO < 2 || st.Up { // a re-sent SYN may time out queued
-		t.Fatalf("blackhole stats %+v", st)
 	}
 }

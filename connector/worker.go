@@ -351,7 +351,7 @@ func (s *slot) onTimeout(time.Time) {
 // waits on; otherwise the SYN was lost (sched.go, lateLocked).
 func (w *worker) onLate(s *slot) {
 	r := s.r
-	rem := r.enq.Add(r.timeout).Sub(time.Now())
+	rem := time.Until(r.enq.Add(r.timeout))
 	if connected(s.fd) {
 		s.stage = stageDeadline
 		w.loop.Wheel().Schedule(&s.timer, max(rem, 0), w.loop.Refresh())

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/relayd/relayd/internal/testnet"
 	"github.com/relayd/relayd/loadtest"
 )
 
@@ -203,16 +204,8 @@ func TestFDLimitDerivesSessionCap(t *testing.T) {
 func TestUpstreamHealthLoggedAndExported(t *testing.T) {
 	// A bound, not listening port refuses; listening on it later makes it
 	// answer (the kernel completes connects into the queue).
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer syscall.Close(fd)
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	sa, _ := syscall.Getsockname(fd)
-	up := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+	upAddr, listen := testnet.BoundPort(t)
+	up := upAddr.String()
 	yaml := strings.Replace(adminYAML(up), "relay:\n", "    check: {interval: 100ms, timeout: 50ms, rise: 2, fall: 1}\nrelay:\n", 1)
 	c := startRelayd(t, yaml, "")
 	admin := adminAddr(t, c)
@@ -237,9 +230,7 @@ func TestUpstreamHealthLoggedAndExported(t *testing.T) {
 	if n := scrape(t, admin, "relayd_connector_attempts_total"); n != 0 {
 		t.Fatalf("%v connect attempts to a down upstream", n)
 	}
-	if err := syscall.Listen(fd, 64); err != nil {
-		t.Fatal(err)
-	}
+	listen()
 	waitFor(t, 10*time.Second, "upstream back up", func() bool {
 		return scrape(t, admin, "relayd_upstream_up"+label) == 1
 	})

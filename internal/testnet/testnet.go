@@ -118,6 +118,15 @@ func RoundTrip(c net.Conn, msg string) error {
 // listens, held for the whole test: connects to it are refused, and nothing
 // else can be handed the port meanwhile (a closed port could be).
 func RefusedAddr(t testing.TB) netip.AddrPort {
+	addr, _ := BoundPort(t)
+	return addr
+}
+
+// BoundPort is RefusedAddr with a way back: after listen() the kernel
+// completes connects to the port into its accept queue (nobody accepts; the
+// backlog of 1024 is ample for a test), so an upstream that refused starts
+// answering — what a health check must notice.
+func BoundPort(t testing.TB) (addr netip.AddrPort, listen func()) {
 	t.Helper()
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -131,5 +140,10 @@ func RefusedAddr(t testing.TB) netip.AddrPort {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(sa.(*unix.SockaddrInet4).Port))
+	addr = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(sa.(*unix.SockaddrInet4).Port))
+	return addr, func() {
+		if err := unix.Listen(fd, 1024); err != nil {
+			t.Error(err)
+		}
+	}
 }

@@ -526,7 +526,6 @@ func connectModes(admin string) string {
 
 func storm() {
 	fmt.Printf("\n## storm: %d clients at once (spread over %v), upstream backlog 8, 64-byte echo each\n\n", *stormN, *stormSpan)
-	type variant struct{ name, connector string }
 	variants := []variant{
 		{"direct", ""},
 		{"haproxy", ""},
@@ -535,39 +534,30 @@ func storm() {
 		{"relayd-fixed-8", "  pacing: fixed\n  upstream_max_inflight: 8"},
 		{"relayd-fixed-64", "  pacing: fixed\n  upstream_max_inflight: 64\n  max_inflight: 32"},
 	}
-	for r := range *rounds {
-		order := slices.Clone(variants)
-		if r%2 == 1 {
-			slices.Reverse(order)
+	alternate(variants, func(_ int, v variant) {
+		up := spawnUpstream(8)
+		var sys *system
+		switch {
+		case v.name == "direct":
+			sys = &system{name: "direct", target: up.addr}
+		case v.name == "haproxy":
+			if sys = startHAProxy(up.addr); sys == nil {
+				fmt.Printf("%-16s (haproxy not installed)\n", v.name)
+				up.close()
+				return
+			}
+		default:
+			sys = startRelayd(v.name, v.connector, listenerSpec{"storm", up.addr})[0]
 		}
-		for _, v := range order {
-			if !wanted(v.name) {
-				continue
-			}
-			up := spawnUpstream(8)
-			var sys *system
-			switch {
-			case v.name == "direct":
-				sys = &system{name: "direct", target: up.addr}
-			case v.name == "haproxy":
-				if sys = startHAProxy(up.addr); sys == nil {
-					fmt.Printf("%-16s (haproxy not installed)\n", v.name)
-					up.close()
-					continue
-				}
-			default:
-				sys = startRelayd(v.name, v.connector, listenerSpec{"storm", up.addr})[0]
-			}
-			s := summarize(openLoop(sys.target, *stormN, *stormSpan))
-			extra := ""
-			if sys.admin != "" {
-				extra = "  " + connectModes(sys.admin)
-			}
-			fmt.Printf("%-16s %s%s\n", v.name, s, extra)
-			sys.stop()
-			up.close()
+		s := summarize(openLoop(sys.target, *stormN, *stormSpan))
+		extra := ""
+		if sys.admin != "" {
+			extra = "  " + connectModes(sys.admin)
 		}
-	}
+		fmt.Printf("%-16s %s%s\n", v.name, s, extra)
+		sys.stop()
+		up.close()
+	})
 }
 
 func isolation() {
@@ -647,7 +637,6 @@ func rr() {
 	fmt.Printf("\n## rr: fast upstream, 50 workers connect/echo 64 B/close for %v each\n\n", *rrDur)
 	up := spawnUpstream(4096)
 	defer up.close()
-	type variant struct{ name, connector string }
 	variants := []variant{
 		{"relayd-adaptive", "  pacing: adaptive"},
 		{"relayd-fixed-1", "  pacing: fixed\n  upstream_max_inflight: 1"},
@@ -655,41 +644,32 @@ func rr() {
 		{"relayd-fixed-32", "  pacing: fixed\n  upstream_max_inflight: 32"},
 	}
 	res := map[string][]float64{}
-	for r := range *rounds {
-		order := slices.Clone(variants)
-		if r%2 == 1 {
-			slices.Reverse(order)
-		}
-		for _, v := range order {
-			if !wanted(v.name) {
-				continue
-			}
-			sys := startRelayd(v.name, v.connector, listenerSpec{"rr", up.addr})[0]
-			var n, failed atomic.Int64
-			var wg sync.WaitGroup
-			deadline := time.Now().Add(*rrDur)
-			msg := []byte(strings.Repeat("y", 64))
-			for range 50 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for time.Now().Before(deadline) {
-						if o := oneSession(sys.target, msg); o.err != nil {
-							failed.Add(1)
-						} else {
-							n.Add(1)
-						}
+	alternate(variants, func(r int, v variant) {
+		sys := startRelayd(v.name, v.connector, listenerSpec{"rr", up.addr})[0]
+		var n, failed atomic.Int64
+		var wg sync.WaitGroup
+		deadline := time.Now().Add(*rrDur)
+		msg := []byte(strings.Repeat("y", 64))
+		for range 50 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for time.Now().Before(deadline) {
+					if o := oneSession(sys.target, msg); o.err != nil {
+						failed.Add(1)
+					} else {
+						n.Add(1)
 					}
-				}()
-			}
-			wg.Wait()
-			rate := float64(n.Load()) / rrDur.Seconds()
-			res[v.name] = append(res[v.name], rate)
-			fmt.Printf("%-16s round %d  %8.0f sessions/s  %d failed  limit now %0.f\n", v.name, r+1, rate, failed.Load(),
-				metricValue(sys.admin, "relayd_upstream_limit"))
-			sys.stop()
+				}
+			}()
 		}
-	}
+		wg.Wait()
+		rate := float64(n.Load()) / rrDur.Seconds()
+		res[v.name] = append(res[v.name], rate)
+		fmt.Printf("%-16s round %d  %8.0f sessions/s  %d failed  limit now %0.f\n", v.name, r+1, rate, failed.Load(),
+			metricValue(sys.admin, "relayd_upstream_limit"))
+		sys.stop()
+	})
 	best, bestName := 0.0, ""
 	for _, v := range variants[1:] {
 		if m := mean(res[v.name]); m > best {
@@ -709,4 +689,24 @@ func mean(xs []float64) float64 {
 
 func wanted(name string) bool {
 	return *only == "" || slices.Contains(strings.Split(*only, ","), name)
+}
+
+// variant is one system of a scenario: a name, and relayd's connector
+// settings (YAML under connector:) when it is a relayd.
+type variant struct{ name, connector string }
+
+// alternate runs fn for every wanted variant, -rounds times, every other
+// round in reverse order, so that neither order nor warm-up favours one.
+func alternate(variants []variant, fn func(round int, v variant)) {
+	for r := range *rounds {
+		order := slices.Clone(variants)
+		if r%2 == 1 {
+			slices.Reverse(order)
+		}
+		for _, v := range order {
+			if wanted(v.name) {
+				fn(r, v)
+			}
+		}
+	}
 }

@@ -193,8 +193,10 @@ func (p *Pool) post(mask uint64) {
 // SetUpstreams registers the upstreams of one listener, in order, and
 // returns them: an address the listener already had keeps its Upstream
 // (queue, limit and health carry over a reload); one it no longer has is
-// retired (its active check stops, requests that name it skip it, what it
-// has queued or in flight finishes). An empty list retires them all.
+// retired: its active check stops and it leaves UpstreamStats, but a
+// request that still names it (a session that took the listener's old set
+// just before the reload) is served as before. An empty list retires them
+// all.
 func (p *Pool) SetUpstreams(listener string, cfgs []UpstreamConfig) ([]*Upstream, error) {
 	for i, c := range cfgs {
 		if !c.Addr.IsValid() || c.Addr.Port() == 0 {
@@ -216,6 +218,7 @@ func (p *Pool) SetUpstreams(listener string, cfgs []UpstreamConfig) ([]*Upstream
 			u = &Upstream{p: p, key: key, health: health{up: true}}
 			u.pace = newPacer(p.cfg.Pacing == PacingAdaptive, p.cfg.UpstreamMaxInflight)
 			u.up.Store(true)
+			u.listed = true
 			p.ups[key] = u
 			p.all = append(p.all, u)
 		}
@@ -265,8 +268,10 @@ func (p *Pool) SetUpstreams(listener string, cfgs []UpstreamConfig) ([]*Upstream
 	return out, nil
 }
 
-// forgetLocked drops a retired, empty upstream from the sweep list.
+// forgetLocked drops a retired, empty upstream from the sweep list
+// (enqueueLocked lists it again should a request still name it).
 func (p *Pool) forgetLocked(u *Upstream) {
+	u.listed = false
 	for i, v := range p.all {
 		if v == u {
 			p.all = append(p.all[:i], p.all[i+1:]...)

@@ -28,7 +28,10 @@ import (
 
 // routeLocked picks the upstream for r's next attempt: the first candidate
 // from r.idx on that may be routed to now (up, or down with its trial due).
-// nil means every candidate is down (or retired).
+// nil means every candidate is down. A retired upstream (a reload removed
+// it) still serves the requests that name it: a session that picked its
+// candidates from the listener's old set just before the reload must not
+// fail for it.
 func (p *Pool) routeLocked(r *Request, now time.Time) *Upstream {
 	n := len(r.Upstreams)
 	if n == 0 {
@@ -48,6 +51,10 @@ func (p *Pool) routeLocked(r *Request, now time.Time) *Upstream {
 // waited already) and returns the workers to wake.
 func (p *Pool) enqueueLocked(u *Upstream, r *Request, front bool) uint64 {
 	r.ups, r.inQueue = u, true
+	if !u.listed {
+		u.listed = true
+		p.all = append(p.all, u)
+	}
 	if front && u.head != nil {
 		r.prev, r.next = nil, u.head
 		u.head.prev = r

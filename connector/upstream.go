@@ -103,7 +103,8 @@ type Upstream struct {
 	paced      bool      // out of the ring until its rate allows the next start (pool.paced)
 	rprev      *Upstream // ready ring links
 	rnext      *Upstream
-	retired    bool // removed by SetUpstreams; finishes what it has
+	retired    bool // removed by SetUpstreams: no check, not listed in stats; still serves requests that name it
+	listed     bool // in p.all (the queue sweep's list)
 	direct     bool // the pool's pseudo-upstream for requests by Addrs: no cap, no health
 	st         upCounters
 	check      *checker // active check, owned by one worker; nil without
@@ -206,9 +207,6 @@ func (u *Upstream) capLocked() int {
 
 // eligibleLocked reports whether a request may be routed to u at now.
 func (u *Upstream) eligibleLocked(now time.Time) bool {
-	if u.retired {
-		return false
-	}
 	if u.health.up {
 		return true
 	}

@@ -310,9 +310,15 @@ func TestSetUpstreamsKeepsState(t *testing.T) {
 	if st := p.UpstreamStats(); len(st) != 1 || st[0].Addr != b {
 		t.Fatalf("stats %+v", st)
 	}
-	r := Request{Upstreams: first[:1], Handler: newRecorder(1)}
-	if err := p.Submit(&r); err != ErrUpstreamsDown {
-		t.Fatalf("a retired upstream accepted a request: %v", err)
+	// A request that still names the retired upstream (taken from the
+	// listener's old set just before the reload) is served, not refused.
+	hr := newRecorder(1)
+	r := Request{Upstreams: first[:1], Handler: hr}
+	if err := p.Submit(&r); err != nil {
+		t.Fatalf("a request naming a retired upstream: %v", err)
+	}
+	if got := hr.wait(t, 1, 10*time.Second)[0]; !errors.Is(got.Err, syscall.ECONNREFUSED) || got.Attempts != 1 {
+		t.Fatalf("retired upstream: %v after %d attempts, want it tried (refused)", got.Err, got.Attempts)
 	}
 	if _, err := p.SetUpstreams("l", []UpstreamConfig{{Addr: netip.AddrPort{}}}); !errors.Is(err, ErrInvalidRequest) {
 		t.Fatalf("invalid address: %v", err)

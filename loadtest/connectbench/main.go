@@ -426,28 +426,29 @@ func startRelayd(name, connector string, specs ...listenerSpec) []*system {
 }
 
 func startHAProxy(upstream string) *system {
+	if s := startHAProxyMulti("timeout connect 5s\n    retries 3", upstream); s != nil {
+		return s[0]
+	}
+	return nil
+}
+
+// startHAProxyMulti runs HAProxy with one frontend and backend per upstream
+// (defaults extra: e.g. its connect timeout and retries); one system per
+// frontend, sharing the process (stop the first). nil without haproxy.
+func startHAProxyMulti(extra string, upstreams ...string) []*system {
 	if _, err := exec.LookPath(*haproxy); err != nil {
 		return nil
 	}
-	addr := freePort()
+	var b strings.Builder
+	fmt.Fprintf(&b, "global\n    nbthread 2\n    maxconn 9000\ndefaults\n    mode tcp\n    %s\n    timeout client 60s\n    timeout server 60s\n    maxconn 9000\n", extra)
+	var out []*system
+	for i, up := range upstreams {
+		addr := freePort()
+		fmt.Fprintf(&b, "frontend fe%d\n    bind %s\n    default_backend be%d\nbackend be%d\n    server up %s\n", i, addr, i, i, up)
+		out = append(out, &system{name: "haproxy", target: addr})
+	}
 	cfg := filepath.Join(tmp, "haproxy.cfg")
-	text := fmt.Sprintf(`global
-    nbthread 2
-    maxconn 9000
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-    retries 3
-    maxconn 9000
-frontend fe
-    bind %s
-    default_backend be
-backend be
-    server up %s
-`, addr, upstream)
-	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(b.String()), 0o600); err != nil {
 		die(err)
 	}
 	cmd := exec.Command(*haproxy, "-db", "-f", cfg)
@@ -455,9 +456,11 @@ backend be
 	if err := cmd.Start(); err != nil {
 		die(err)
 	}
-	s := &system{name: "haproxy", target: addr, cmd: cmd}
-	waitListening(addr)
-	return s
+	out[0].cmd = cmd
+	for _, s := range out {
+		waitListening(s.target)
+	}
+	return out
 }
 
 // metrics returns the relayd /metrics lines that start with prefix.
@@ -565,8 +568,12 @@ func isolation() {
 	good := spawnUpstream(4096)
 	defer good.close()
 	hole := newUpstream(1, true)
-	run := func(withHole bool, cfg, label string) {
-		sys := startRelayd("relayd-isolation", cfg, listenerSpec{"healthy", good.addr}, listenerSpec{"hole", hole.addr})
+	run := func(withHole bool, label string, start func() []*system) {
+		sys := start()
+		if sys == nil {
+			fmt.Printf("%-30s (not installed)\n", label)
+			return
+		}
 		defer sys[0].stop()
 		var holeOut []outcome
 		var wg sync.WaitGroup
@@ -579,26 +586,43 @@ func isolation() {
 		}
 		healthy := summarize(openLoop(sys[0].target, 250, 5*time.Second))
 		wg.Wait()
-		fmt.Printf("%-28s %s\n", label, healthy)
+		fmt.Printf("%-30s %s\n", label, healthy)
 		if withHole {
-			// Blackholed sessions end when relayd gives up: their close
-			// times, against connect_timeout (2 s).
+			// Blackholed sessions end when the proxy gives up: their close
+			// times, against the connect timeout (2 s).
 			var d []time.Duration
 			for _, o := range holeOut {
 				d = append(d, o.session)
 			}
 			slices.Sort(d)
 			h := summarize(holeOut)
-			fmt.Printf("%-28s %d sessions, %d failed; closed after min %s p50 %s max %s; upstreams_down %0.f, connect_timeout %0.f\n",
-				"  blackholed", len(holeOut), h.failed, ms(d[0]), ms(d[len(d)/2]), ms(d[len(d)-1]),
-				metricValue(sys[0].admin, `relayd_listener_sessions_closed_total{listener="hole",reason="upstreams_down"}`),
-				metricValue(sys[0].admin, `relayd_listener_sessions_closed_total{listener="hole",reason="connect_timeout"}`))
+			reasons := ""
+			if sys[0].admin != "" {
+				reasons = fmt.Sprintf("; upstreams_down %0.f, connect_timeout %0.f",
+					metricValue(sys[0].admin, `relayd_listener_sessions_closed_total{listener="hole",reason="upstreams_down"}`),
+					metricValue(sys[0].admin, `relayd_listener_sessions_closed_total{listener="hole",reason="connect_timeout"}`))
+			}
+			fmt.Printf("%-30s %d sessions, %d failed; closed after min %s p50 %s max %s%s\n",
+				"  blackholed", len(holeOut), h.failed, ms(d[0]), ms(d[len(d)/2]), ms(d[len(d)-1]), reasons)
 		}
 	}
+	relayd := func(cfg string) func() []*system {
+		return func() []*system {
+			return startRelayd("relayd-isolation", cfg, listenerSpec{"healthy", good.addr}, listenerSpec{"hole", hole.addr})
+		}
+	}
+	// HAProxy like relayd here: a 2 s connect timeout and no retry (one
+	// server per backend), no health checks.
+	hap := func() []*system { return startHAProxyMulti("timeout connect 2s\n    retries 0", good.addr, hole.addr) }
 	const base = "  connect_timeout: 2s"
-	run(false, base, "healthy alone")
-	run(true, base, "healthy beside hole")
-	run(true, base+"\n  health:\n    fail_after: 0", "healthy beside hole, no health")
+	for r := range *rounds {
+		fmt.Printf("round %d\n", r+1)
+		run(false, "relayd: healthy alone", relayd(base))
+		run(true, "relayd: healthy beside hole", relayd(base))
+		run(true, "relayd, no health: beside hole", relayd(base+"\n  health:\n    fail_after: 0"))
+		run(false, "haproxy: healthy alone", hap)
+		run(true, "haproxy: healthy beside hole", hap)
+	}
 }
 
 func growth() {

@@ -239,15 +239,16 @@ type Limits struct {
 }
 
 // FDReserve is how many file descriptors relayd needs besides its sessions:
-// stdio, log and admin files and connections, each loop's and connector
-// worker's epoll, eventfd and timerfd, and the listening sockets (one per
+// stdio, log and admin files and connections, each loop's epoll, eventfd
+// and timerfd (a connector worker's pace alarm is a fourth), and the
+// listening sockets (one per
 // loop and listener with reuseport), with room to spare.
 func (c *Config) FDReserve() int {
 	socks := len(c.Listeners)
 	if c.Accept.Mode != AcceptSingle {
 		socks *= c.Relay.LoopCount()
 	}
-	return 64 + 3*(c.Relay.LoopCount()+c.Connector.Workers) + socks
+	return 64 + 3*c.Relay.LoopCount() + 4*c.Connector.Workers + socks
 }
 
 // SessionCap is the global session cap in effect for a process that may open

@@ -59,19 +59,19 @@ func TestSessionCap(t *testing.T) {
 	c := Default()
 	c.Listeners = []Listener{NewListener("a", "127.0.0.1:7000", "127.0.0.1:7001")}
 	c.Relay.Loops = 2
-	reserve := c.FDReserve() // 64 + 3×(2 loops + 2 workers) + 2 sockets
-	if reserve != 78 {
-		t.Fatalf("reserve %d, want 78", reserve)
+	reserve := c.FDReserve() // 64 + 3×2 loops + 4×2 workers + 2 sockets
+	if reserve != 80 {
+		t.Fatalf("reserve %d, want 80", reserve)
 	}
 	for _, tc := range []struct {
 		max                 int
 		nofile              uint64
 		wantLimit, wantCapa int
 	}{
-		{0, 20000, (20000 - 78) / 2, (20000 - 78) / 2},
+		{0, 20000, (20000 - 80) / 2, (20000 - 80) / 2},
 		{0, 64, 1, 1}, // nothing left after the reserve: one session, not none
-		{100000, 20000, 100000, (20000 - 78) / 2},
-		{-1, 20000, 0, (20000 - 78) / 2},
+		{100000, 20000, 100000, (20000 - 80) / 2},
+		{-1, 20000, 0, (20000 - 80) / 2},
 	} {
 		c.Limits.MaxSessions = tc.max
 		if l, capa := c.SessionCap(tc.nofile); l != tc.wantLimit || capa != tc.wantCapa {

@@ -14,7 +14,7 @@ type Config struct {
 	Queue          int           // total queued (not yet in flight) requests, all upstreams; 0 = 16384
 	ConnectTimeout time.Duration // per attempt, queue wait included; 0 = 5s
 	NoDelay        bool          // set TCP_NODELAY on connected sockets
-	Tick           time.Duration // wheel resolution, and the pace timer's; 0 = 1ms (the wheel ticks only while a connect or check is pending)
+	Tick           time.Duration // wheel resolution; 0 = 10ms (the pace has its own finer alarm)
 
 	// Per upstream (see Upstream). Requests by Addrs (no Upstreams) share
 	// the global caps only.
@@ -36,7 +36,7 @@ const (
 	DefaultMaxInflight         = 32
 	DefaultQueue               = 16384
 	DefaultConnectTimeout      = 5 * time.Second
-	DefaultTick                = time.Millisecond
+	DefaultTick                = 10 * time.Millisecond
 	DefaultUpstreamMaxInflight = 32
 	DefaultUpstreamQueue       = 8192
 	DefaultFailAfter           = 3
@@ -69,7 +69,7 @@ func (c Config) Validate() error {
 	case c.ConnectTimeout < 0:
 		return bad("connect_timeout", c.ConnectTimeout, "must not be negative (0 means 5s)")
 	case c.Tick < 0:
-		return bad("tick", c.Tick, "must not be negative (0 means 1ms)")
+		return bad("tick", c.Tick, "must not be negative (0 means 10ms)")
 	case c.Pacing != "" && c.Pacing != PacingAdaptive && c.Pacing != PacingFixed:
 		return bad("pacing", c.Pacing, "must be adaptive or fixed")
 	case c.UpstreamMaxInflight < 0 || c.UpstreamMaxInflight > maxMaxInflight:

@@ -116,6 +116,15 @@ func (p *pacer) take(now time.Time) bool {
 	return true
 }
 
+// wait is how long until take can succeed (0: now).
+func (p *pacer) wait(now time.Time) time.Duration {
+	if p.due(now) {
+		return 0
+	}
+	have := p.tokens + p.rate*now.Sub(p.refill).Seconds()
+	return time.Duration((1 - have) / p.rate * float64(time.Second))
+}
+
 // due reports whether take would succeed now, without taking.
 func (p *pacer) due(now time.Time) bool {
 	if p.rate == 0 {

@@ -177,6 +177,7 @@ func (p *Pool) pullLocked(w *worker, now time.Time) {
 			p.paced = append(p.paced, u)
 			p.updateReadyLocked(u)
 			w.armPace = true
+			w.paceWait = min(w.paceWait, u.pace.wait(now))
 			continue
 		}
 		r := u.head

@@ -67,7 +67,7 @@ func TestConfigValidate(t *testing.T) {
 		{Config{Queue: -5}, "connector.queue"},
 		{Config{ConnectTimeout: -time.Second}, "connector.connect_timeout"},
 		{Config{Tick: -1}, "connector.tick"},
-		{Config{ConnectTimeout: time.Millisecond, Tick: 10 * time.Millisecond}, "connector.tick"}, // 10ms tick > 1ms
+		{Config{ConnectTimeout: time.Millisecond}, "connector.tick"}, // default 10ms tick > 1ms
 		{Config{Pacing: "fast"}, "connector.pacing"},
 		{Config{UpstreamMaxInflight: -1}, "connector.upstream_max_inflight"},
 		{Config{UpstreamQueue: -1}, "connector.upstream_queue"},

@@ -58,19 +58,19 @@ type worker struct {
 
 	// Loop goroutine only (the lists are appended to under p.mu, but only
 	// by this goroutine, and drained by flush after the lock is released).
-	slots   []slot
-	free    []*slot
-	fds     []*slot // fd → slot of the attempt registered under that fd
-	sa      sockaddrs
-	starts  []*slot       // slots filled by pullLocked, to dial
-	done    []completion  // handler calls to make
-	events  []HealthEvent // for Config.OnHealth
-	wake    uint64        // workers to post to
-	spare   []*Request    // the other inflightCancels buffer
-	sweep   timeout.Timer // worker 0: expires queued requests at their deadline
-	paceT   timeout.Timer // releases paced upstreams when their rate allows
-	armPace bool          // a locked step paced an upstream: flush arms paceT
-	checks  []*checker    // active checks this worker runs
+	slots    []slot
+	free     []*slot
+	fds      []*slot // fd → slot of the attempt registered under that fd
+	sa       sockaddrs
+	starts   []*slot       // slots filled by pullLocked, to dial
+	done     []completion  // handler calls to make
+	events   []HealthEvent // for Config.OnHealth
+	wake     uint64        // workers to post to
+	spare    []*Request    // the other inflightCancels buffer
+	sweep    timeout.Timer // worker 0: expires queued requests at their deadline
+	armPace  bool          // a locked step paced an upstream: flush arms the loop's alarm …
+	paceWait time.Duration // … to fire after this (the soonest paced upstream's next start)
+	checks   []*checker    // active checks this worker runs
 }
 
 func newWorker(p *Pool, id int) (*worker, error) {
@@ -82,6 +82,14 @@ func newWorker(p *Pool, id int) (*worker, error) {
 		return nil, err
 	}
 	w.loop = loop
+	// The pace releases starts every few hundred microseconds: an alarm of
+	// its own, so the wheel need not tick that fast for every timeout.
+	if err := loop.EnableAlarm(w.onPace); err != nil {
+		loop.Stop()
+		_ = loop.Run() // returns at once: closes what New opened
+		return nil, err
+	}
+	w.paceWait = maxPaceWait
 	w.slots = make([]slot, p.cfg.MaxInflight)
 	w.free = make([]*slot, 0, p.cfg.MaxInflight)
 	for i := len(w.slots) - 1; i >= 0; i-- {
@@ -91,7 +99,6 @@ func newWorker(p *Pool, id int) (*worker, error) {
 		w.free = append(w.free, s)
 	}
 	w.sweep.Init(w.onSweep)
-	w.paceT.Init(w.onPace)
 	w.fds = make([]*slot, 1024)
 	return w, nil
 }
@@ -201,9 +208,8 @@ func (w *worker) flush() {
 	}
 	if w.armPace {
 		w.armPace = false
-		if !w.paceT.Armed() {
-			w.loop.Wheel().Schedule(&w.paceT, w.p.cfg.Tick, w.loop.Refresh())
-		}
+		w.loop.Alarm(w.paceWait)
+		w.paceWait = maxPaceWait
 	}
 	if len(w.events) > 0 {
 		if f := w.p.cfg.OnHealth; f != nil {
@@ -418,31 +424,33 @@ func (w *worker) onSweep(time.Time) {
 	w.flush()
 }
 
-// onPace puts paced upstreams whose rate allows a start back in the ready
-// ring and pulls; it re-arms while any upstream is still paced. Any worker
-// that paced an upstream runs one, so a worker that is busy elsewhere does
-// not hold the others up.
+// maxPaceWait bounds one alarm: a paced upstream is looked at again at
+// least this often.
+const maxPaceWait = 10 * time.Millisecond
+
+// onPace (the loop's alarm) puts paced upstreams whose rate allows a start
+// back in the ready ring and pulls; it re-arms for the soonest of those
+// still paced. Any worker that paced an upstream arms one, so a worker that
+// is busy elsewhere does not hold the others up.
 func (w *worker) onPace(time.Time) {
 	p := w.p
 	now := time.Now()
 	p.mu.Lock()
 	keep := p.paced[:0]
 	for _, u := range p.paced {
-		if u.pace.due(now) {
+		if d := u.pace.wait(now); d == 0 {
 			u.paced = false
 			p.updateReadyLocked(u)
 		} else {
 			keep = append(keep, u)
+			w.paceWait = min(w.paceWait, d)
+			w.armPace = true
 		}
 	}
 	clear(p.paced[len(keep):])
 	p.paced = keep
-	again := len(keep) > 0
 	p.pullLocked(w, now)
 	p.mu.Unlock()
-	if again {
-		w.armPace = true
-	}
 	w.flush()
 }
 

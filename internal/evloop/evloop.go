@@ -34,6 +34,8 @@ type Loop struct {
 	clock   func() time.Time // time.Now, or a test's injected clock
 	onTick  func(now time.Time)
 	ticker  ticker
+	alarm   ticker              // one-shot, finer than the tick (EnableAlarm); fd 0 until enabled
+	onAlarm func(now time.Time) // runs when the alarm expires
 
 	// Closing an fd is deferred to the next task phase (CloseAfterRound):
 	// gnet's Polling has no end-of-batch hook, and an fd number freed in the
@@ -215,12 +217,18 @@ func (l *Loop) Run() error {
 	defer close(l.stopped)
 	defer l.poller.Close() //nolint:errcheck
 	defer l.ticker.close()
+	defer l.closeAlarm()
 	defer l.FlushCloses() // the poller is done: nothing can race any more
 	defer l.drainTasks()  // before the closes and the poller's close: tasks may register or close fds
 	err := l.poller.Polling(func(fd int, ev netpoll.IOEvent, _ netpoll.IOFlags) error {
 		if l.ticker.is(fd) {
 			l.ticker.drain()
 			l.doTick()
+			return nil
+		}
+		if l.onAlarm != nil && l.alarm.is(fd) {
+			l.alarm.drain()
+			l.onAlarm(l.Refresh())
 			return nil
 		}
 		l.handler(fd, ev)
@@ -230,6 +238,33 @@ func (l *Loop) Run() error {
 		return nil
 	}
 	return err
+}
+
+// EnableAlarm gives the loop a one-shot timer finer than its tick (a second
+// timerfd): Alarm arms it, fn runs on the loop when it expires. For a
+// deadline the wheel's tick is too coarse for — the connector's connect
+// pacing releases starts every few hundred microseconds — without making
+// the wheel tick that fast for every timer (an idle loop with one armed
+// timer would wake a thousand times a second). Call before Run.
+func (l *Loop) EnableAlarm(fn func(now time.Time)) error {
+	if err := l.alarm.open(l); err != nil {
+		return fmt.Errorf("evloop: alarm: %w", err)
+	}
+	l.alarm.once(0)
+	l.alarm.drain() // an expiry of open's periodic arming, if one slipped in
+	l.onAlarm = fn
+	return nil
+}
+
+// Alarm arms the alarm to expire after d (re-arming replaces the previous
+// expiry; d ≤ 0 fires at the next poll). Loop goroutine only, after
+// EnableAlarm.
+func (l *Loop) Alarm(d time.Duration) { l.alarm.once(max(d, time.Microsecond)) }
+
+func (l *Loop) closeAlarm() {
+	if l.onAlarm != nil {
+		l.alarm.close()
+	}
 }
 
 // Tick advances the wheel to the clock's now and runs what is due, as a tick

@@ -84,3 +84,47 @@ func TestPostAcceptedAlwaysRuns(t *testing.T) {
 		t.Fatal("Post after Run returned did not refuse")
 	}
 }
+
+// The alarm: one-shot, finer than the tick, re-armable, never early, and
+// the wheel does not tick for it (a loop whose only timer is the alarm
+// stays quiet).
+func TestAlarm(t *testing.T) {
+	l, err := New(time.Second, func(int, netpoll.IOEvent) { t.Error("no fd registered, no event expected") }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fired := make(chan time.Time, 4)
+	if err := l.EnableAlarm(func(now time.Time) { fired <- now }); err != nil {
+		t.Fatal(err)
+	}
+	runErr := make(chan error, 1)
+	go func() { runErr <- l.Run() }()
+	var start time.Time
+	if err := l.Post(func(any) { start = time.Now(); l.Alarm(2 * time.Millisecond) }, nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case now := <-fired:
+		if d := now.Sub(start); d < 2*time.Millisecond {
+			t.Fatalf("alarm fired early after %v", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("alarm never fired")
+	}
+	// Re-arming replaces the expiry: the first one (1 h) never fires.
+	if err := l.Post(func(any) { l.Alarm(time.Hour); l.Alarm(time.Millisecond) }, nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-fired:
+	case <-time.After(10 * time.Second):
+		t.Fatal("re-armed alarm never fired")
+	}
+	l.Stop()
+	if err := <-runErr; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if len(fired) != 0 {
+		t.Fatal("a one-shot alarm fired twice")
+	}
+}

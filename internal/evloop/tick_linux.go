@@ -33,6 +33,12 @@ func (t *ticker) open(l *Loop) error {
 	return nil
 }
 
+// once arms a single expiry after d (at least 1 ns); 0 disarms.
+func (t *ticker) once(d time.Duration) {
+	ts := unix.NsecToTimespec(int64(d))
+	_ = unix.TimerfdSettime(t.fd, 0, &unix.ItimerSpec{Value: ts}, nil)
+}
+
 // arm sets the period; 0 stops the timer.
 func (t *ticker) arm(period time.Duration) {
 	ts := unix.NsecToTimespec(int64(period))

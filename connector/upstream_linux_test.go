@@ -117,7 +117,9 @@ func TestUpstreamIsolation(t *testing.T) {
 // mark it down (one event), and from then on no request tries it: each
 // connects at its first attempt to a healthy one, without waiting.
 func TestPassiveHealthSkipsDown(t *testing.T) {
-	const to = 200 * time.Millisecond
+	// Long enough that a good connect on a starved worker (-race, a CPU
+	// hog) does not time out and read as a wait for the down upstream.
+	const to = time.Second
 	for _, tc := range []struct {
 		name string
 		dead func(testing.TB) netip.AddrPort
@@ -228,7 +230,9 @@ func TestActiveCheck(t *testing.T) {
 	addr, listen := boundPort(t)
 	events := make(healthLog, 8)
 	p := newPool(t, Config{Workers: 1, FailAfter: -1, OnHealth: func(ev HealthEvent) { events <- ev }})
-	ck := CheckConfig{Interval: 50 * time.Millisecond, Timeout: 40 * time.Millisecond, Rise: 2, Fall: 2}
+	// A timeout a starved worker cannot miss on loopback: a flap would add
+	// transitions.
+	ck := CheckConfig{Interval: 300 * time.Millisecond, Timeout: 250 * time.Millisecond, Rise: 2, Fall: 2}
 	ups := setUpstreams(t, p, "l", UpstreamConfig{Addr: addr, Check: ck})
 	ev := events.wait(t, false, 10*time.Second)
 	if ev.Reason == "" || ev.Down != 0 {

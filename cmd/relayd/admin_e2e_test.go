@@ -206,7 +206,7 @@ func TestUpstreamHealthLoggedAndExported(t *testing.T) {
 	// answer (the kernel completes connects into the queue).
 	upAddr, listen := testnet.BoundPort(t)
 	up := upAddr.String()
-	yaml := strings.Replace(adminYAML(up), "relay:\n", "    check: {interval: 100ms, timeout: 50ms, rise: 2, fall: 1}\nrelay:\n", 1)
+	yaml := strings.Replace(adminYAML(up), "relay:\n", "    check: {interval: 300ms, timeout: 250ms, rise: 2, fall: 1}\nrelay:\n", 1)
 	c := startRelayd(t, yaml, "")
 	admin := adminAddr(t, c)
 	label := fmt.Sprintf(`{listener="e2e",upstream="%s"}`, up)

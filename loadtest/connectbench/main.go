@@ -587,6 +587,20 @@ func isolation() {
 		healthy := summarize(openLoop(sys[0].target, 250, 5*time.Second))
 		wg.Wait()
 		fmt.Printf("%-30s %s\n", label, healthy)
+		if *verbose && sys[0].admin != "" {
+			var hist []string
+			prev := 0.0
+			for _, l := range metrics(sys[0].admin, "relayd_connector_latency_seconds_bucket") {
+				f := strings.Fields(l)
+				v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+				if v > prev {
+					le := l[strings.Index(l, `le="`)+4:]
+					hist = append(hist, fmt.Sprintf("≤%s:%0.f", le[:strings.IndexByte(le, '"')], v-prev))
+				}
+				prev = v
+			}
+			fmt.Println("   healthy submit-to-connected:", strings.Join(hist, " "))
+		}
 		if withHole {
 			// Blackholed sessions end when the proxy gives up: their close
 			// times, against the connect timeout (2 s).

@@ -409,11 +409,18 @@ func startRelayd(name, connector string, specs ...listenerSpec) []*system {
 		out = append(out, &system{name: name, target: addr, admin: admin})
 	}
 	fmt.Fprintf(&b, "connector:\n%s\nadmin:\n  listen: %s\nlog:\n  output: %s\n", connector, admin, filepath.Join(tmp, name+".log"))
-	cfg := filepath.Join(tmp, name+".yaml")
-	if err := os.WriteFile(cfg, []byte(b.String()), 0o600); err != nil {
+	return launch(out, name+".yaml", b.String(), *relaydBin, "serve", "-c")
+}
+
+// launch writes the config file cfgName with text, runs argv with the
+// file's path appended, and waits until every system's target listens; the
+// first system owns the process.
+func launch(out []*system, cfgName, text string, argv ...string) []*system {
+	cfg := filepath.Join(tmp, cfgName)
+	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
 		die(err)
 	}
-	cmd := exec.Command(*relaydBin, "serve", "-c", cfg)
+	cmd := exec.Command(argv[0], append(argv[1:], cfg)...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		die(err)
@@ -447,20 +454,7 @@ func startHAProxyMulti(extra string, upstreams ...string) []*system {
 		fmt.Fprintf(&b, "frontend fe%d\n    bind %s\n    default_backend be%d\nbackend be%d\n    server up %s\n", i, addr, i, i, up)
 		out = append(out, &system{name: "haproxy", target: addr})
 	}
-	cfg := filepath.Join(tmp, "haproxy.cfg")
-	if err := os.WriteFile(cfg, []byte(b.String()), 0o600); err != nil {
-		die(err)
-	}
-	cmd := exec.Command(*haproxy, "-db", "-f", cfg)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		die(err)
-	}
-	out[0].cmd = cmd
-	for _, s := range out {
-		waitListening(s.target)
-	}
-	return out
+	return launch(out, "haproxy.cfg", b.String(), *haproxy, "-db", "-f")
 }
 
 // metrics returns the relayd /metrics lines that start with prefix.

@@ -484,14 +484,12 @@ func metricValue(admin, prefix string) float64 {
 	return -1
 }
 
-// connectModes reads relayd's upstream connect latency histogram: the
-// connects that took < 1 s and ≥ 1 s (a retransmitted SYN), and the late
-// (lost SYN) count.
-func connectModes(admin string) string {
-	var below, total float64
+// buckets renders a relayd histogram's non-empty buckets (name is the
+// _bucket series) as "≤bound:count …", counts per bucket, not cumulative.
+func buckets(admin, name string) string {
 	var hist []string
 	prev := 0.0
-	for _, l := range metrics(admin, "relayd_upstream_connect_latency_seconds_bucket") {
+	for _, l := range metrics(admin, name) {
 		f := strings.Fields(l)
 		v, _ := strconv.ParseFloat(f[len(f)-1], 64)
 		if v > prev {
@@ -500,8 +498,16 @@ func connectModes(admin string) string {
 		}
 		prev = v
 	}
+	return strings.Join(hist, " ")
+}
+
+// connectModes reads relayd's upstream connect latency histogram: the
+// connects that took < 1 s and ≥ 1 s (a retransmitted SYN), and the late
+// (lost SYN) count.
+func connectModes(admin string) string {
+	var below, total float64
 	if *verbose {
-		fmt.Println("   connect latency buckets:", strings.Join(hist, " "))
+		fmt.Println("   connect latency buckets:", buckets(admin, "relayd_upstream_connect_latency_seconds_bucket"))
 	}
 	for _, l := range metrics(admin, "relayd_upstream_connect_latency_seconds_") {
 		f := strings.Fields(l)
@@ -582,18 +588,7 @@ func isolation() {
 		wg.Wait()
 		fmt.Printf("%-30s %s\n", label, healthy)
 		if *verbose && sys[0].admin != "" {
-			var hist []string
-			prev := 0.0
-			for _, l := range metrics(sys[0].admin, "relayd_connector_latency_seconds_bucket") {
-				f := strings.Fields(l)
-				v, _ := strconv.ParseFloat(f[len(f)-1], 64)
-				if v > prev {
-					le := l[strings.Index(l, `le="`)+4:]
-					hist = append(hist, fmt.Sprintf("≤%s:%0.f", le[:strings.IndexByte(le, '"')], v-prev))
-				}
-				prev = v
-			}
-			fmt.Println("   healthy submit-to-connected:", strings.Join(hist, " "))
+			fmt.Println("   healthy submit-to-connected:", buckets(sys[0].admin, "relayd_connector_latency_seconds_bucket"))
 		}
 		if withHole {
 			// Blackholed sessions end when the proxy gives up: their close

@@ -149,13 +149,7 @@ func TestFinTimeoutInjectedClock(t *testing.T) {
 	_ = c.(*net.TCPConn).CloseWrite()
 	// The relay has forwarded the FIN once its up direction is shut: wait
 	// for that state (bounded) before the clock moves.
-	deadline := time.Now().Add(10 * time.Second)
-	for halfClosed(in.srv) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the client's FIN never reached the upstream")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitCond(t, "the client's FIN to reach the upstream", func() bool { return halfClosed(in.srv) > 0 })
 	in.advance(t, 29*time.Second)
 	if in.active() != 1 {
 		t.Fatal("closed 29 s into the fin timeout")
@@ -208,13 +202,7 @@ func TestHandshakeTimeoutInjectedClock(t *testing.T) {
 	if _, err := c.Write([]byte{5}); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for in.active() != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("no session")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitCond(t, "the session", func() bool { return in.active() == 1 })
 	in.advance(t, 10*time.Second-10*time.Millisecond)
 	if in.active() != 1 {
 		t.Fatal("closed before the handshake timeout")
@@ -226,5 +214,18 @@ func TestHandshakeTimeoutInjectedClock(t *testing.T) {
 	closedNow(t, c)
 	if st := in.srv.Stats(); st.Closed["handshake_timeout"] != 1 {
 		t.Fatalf("closed %v", st.Closed)
+	}
+}
+
+// waitCond polls cond until it holds, failing the test after 10 s: a wait
+// on a state with a bound, never a sleep standing in for one.
+func waitCond(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond) // the poll interval of a bounded wait
 	}
 }

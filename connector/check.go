@@ -7,7 +7,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/panjf2000/gnet/v2/pkg/netpoll"
+	"github.com/relayd/relayd/internal/evloop"
 )
 
 // checker is an upstream's active health check: a TCP connect every
@@ -94,7 +94,7 @@ func (c *checker) onTimer() {
 		c.result(nil)
 		return
 	}
-	if err := w.loop.Poller().AddWrite(&netpoll.PollAttachment{FD: fd}, false); err != nil {
+	if err := w.loop.Add(fd, evloop.WriteEvents); err != nil {
 		closeFD(fd)
 		c.result(err)
 		return

@@ -21,7 +21,7 @@
 // A request waits in the queue of the upstream its attempt is for, until a
 // worker has a free slot (MaxInflight per worker) and the upstream has room
 // under its own limit; then the worker connects: socket(SOCK_NONBLOCK|
-// SOCK_CLOEXEC) → connect → EINPROGRESS → write interest in its gnet poller
+// SOCK_CLOEXEC) → connect → EINPROGRESS → write interest in its epoll set
 // → on the event, SO_ERROR. Success: the fd leaves the poller, gets
 // TCP_NODELAY if configured, and goes to the handler. Failure (refused,
 // timeout from the worker's timing wheel, unreachable, EADDRNOTAVAIL,
@@ -156,9 +156,7 @@
 // goroutine, a runtime-netpoller registration and a *net.TCPConn per
 // connect, only for relayd to extract the fd again. Here a connect costs a
 // slot in a fixed array and one poller registration, and the connector
-// itself allocates nothing (BenchmarkConnect shows 0 allocs/op); the
-// wake-up a Submit posts to an idle worker costs one node in gnet's task
-// queue.
+// itself allocates nothing (BenchmarkConnect shows 0 allocs/op).
 //
 // # Concurrency and ownership
 //

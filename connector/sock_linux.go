@@ -8,7 +8,7 @@ import (
 	"os"
 	"strconv"
 
-	"github.com/panjf2000/gnet/v2/pkg/netpoll"
+	"github.com/relayd/relayd/internal/evloop"
 	"golang.org/x/sys/unix"
 )
 
@@ -80,8 +80,8 @@ func soError(fd int) unix.Errno {
 
 // connectDone reports whether ev says a connecting socket is finished: write
 // readiness, or an error/hang-up (epoll reports those unasked).
-func connectDone(ev netpoll.IOEvent) (writable, failed bool) {
-	return netpoll.IsWriteEvent(ev), ev&netpoll.ErrEvents != 0
+func connectDone(ev evloop.IOEvent) (writable, failed bool) {
+	return ev&evloop.WriteEvents != 0, ev&evloop.ErrEvents != 0
 }
 
 // connected reports whether a connecting socket has a peer: a connect that

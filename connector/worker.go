@@ -7,8 +7,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/panjf2000/gnet/v2/pkg/netpoll"
-
 	"github.com/relayd/relayd/internal/evloop"
 	"github.com/relayd/relayd/timeout"
 )
@@ -46,7 +44,7 @@ type worker struct {
 	p        *Pool
 	id       int
 	loop     *evloop.Loop
-	wakeF    func(any) error // method values bound once: a post allocates no closure (gnet's task queue still allocates a node per post, one more reason posts are rare)
+	wakeF    func(any) error // method values bound once: a post allocates no closure
 	checkOpF func(any) error
 	st       counters
 
@@ -77,7 +75,7 @@ func newWorker(p *Pool, id int) (*worker, error) {
 	w := &worker{p: p, id: id}
 	w.wakeF = w.wakeTask
 	w.checkOpF = w.checkOp
-	loop, err := evloop.New(p.cfg.Tick, w.onEvent, nil)
+	loop, err := evloop.New(p.cfg.Tick, w.onEvent)
 	if err != nil {
 		return nil, err
 	}
@@ -261,7 +259,7 @@ func (w *worker) dial(s *slot) {
 		w.endAttempt(s, fd, nil)
 		return
 	}
-	if err := w.loop.Poller().AddWrite(&netpoll.PollAttachment{FD: fd}, false); err != nil {
+	if err := w.loop.Add(fd, evloop.WriteEvents); err != nil {
 		closeFD(fd) // never registered: safe to close now
 		w.endAttempt(s, -1, err)
 		return
@@ -286,7 +284,7 @@ func (w *worker) setFD(fd int, s *slot) {
 }
 
 // onEvent handles readiness of a connecting socket.
-func (w *worker) onEvent(fd int, ev netpoll.IOEvent) {
+func (w *worker) onEvent(fd int, ev evloop.IOEvent) {
 	if fd >= len(w.fds) || w.fds[fd] == nil {
 		// Not ours any more. With Delete-before-close and closes deferred
 		// past the batch (closeLater) this cannot happen; ignoring is the
@@ -462,7 +460,7 @@ func (w *worker) unregister(s *slot) {
 	if s.fd < 0 {
 		return
 	}
-	_ = w.loop.Poller().Delete(s.fd)
+	_ = w.loop.Delete(s.fd)
 	w.fds[s.fd] = nil
 	s.fd = -1
 }

@@ -3,8 +3,8 @@
 // Package relay is relayd's second stage: a fixed set of event loops that own
 // the established sessions and move bytes both ways.
 //
-// Each loop is our own loop on gnet's public poller (internal/evloop): gnet's
-// and cloudwego/netpoll's connection types can neither pause reading a
+// Each loop is our own epoll loop (internal/evloop): gnet's and
+// cloudwego/netpoll's connection types can neither pause reading a
 // connection nor half-close it (see shared DESIGN.md), and a relay needs both.
 //
 // Backpressure is interest management. A side is registered for reading only

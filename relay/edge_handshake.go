@@ -9,12 +9,12 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/panjf2000/gnet/v2/pkg/netpoll"
 	"golang.org/x/sys/unix"
 
 	"github.com/relayd/relayd/edge/httpconnect"
 	"github.com/relayd/relayd/edge/proxyproto"
 	"github.com/relayd/relayd/edge/socks5"
+	"github.com/relayd/relayd/internal/evloop"
 )
 
 // The edge of a session: everything between accept and the connect request
@@ -75,14 +75,14 @@ func resolvedTask(arg any) error {
 }
 
 // onEdgeEvent handles client events before an upstream exists.
-func (s *session) onEdgeEvent(ev netpoll.IOEvent) {
-	errEv := ev&netpoll.ErrEvents != 0
-	if s.c.ev&evWrite != 0 && (ev&netpoll.WriteEvents != 0 || errEv) {
+func (s *session) onEdgeEvent(ev evloop.IOEvent) {
+	errEv := ev&evloop.ErrEvents != 0
+	if s.c.ev&evWrite != 0 && (ev&evloop.WriteEvents != 0 || errEv) {
 		if !s.flushReply() {
 			return
 		}
 	}
-	if s.c.ev&evRead != 0 && (ev&netpoll.ReadEvents != 0 || errEv) {
+	if s.c.ev&evRead != 0 && (ev&evloop.ReadEvents != 0 || errEv) {
 		if s.state == stLinger {
 			s.drain()
 		} else {

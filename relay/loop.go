@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/panjf2000/gnet/v2/pkg/netpoll"
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
@@ -87,7 +86,7 @@ func (l *loop) freeRequest(r *connector.Request) {
 
 func newLoop(id int, srv *Server) (*loop, error) {
 	l := &loop{id: id, srv: srv, log: srv.cfg.Zap.With(zap.Int("loop", id)), scratch: make([]byte, srv.cfg.BufferSize)}
-	ev, err := evloop.NewWithClock(srv.cfg.Tick, l.onEvent, nil, srv.cfg.Clock)
+	ev, err := evloop.NewWithClock(srv.cfg.Tick, l.onEvent, srv.cfg.Clock)
 	if err != nil {
 		return nil, err
 	}
@@ -108,7 +107,7 @@ func (l *loop) ref(fd int) *fdRef {
 	return &l.fds[fd]
 }
 
-func (l *loop) onEvent(fd int, ev netpoll.IOEvent) {
+func (l *loop) onEvent(fd int, ev evloop.IOEvent) {
 	if fd >= len(l.fds) {
 		return
 	}
@@ -126,37 +125,29 @@ func (l *loop) onEvent(fd int, ev netpoll.IOEvent) {
 // before the close, so no stale event can hit a new socket.
 func (l *loop) deferClose(fd int) { l.ev.CloseAfterRound(fd) }
 
-// setInterest moves fd's registration from *cur to want with the fewest
-// epoll_ctl calls the gnet poller allows (it has no ModWrite and no
-// "registered with no events": those are Delete [+ AddWrite]).
+// setInterest moves fd's registration from *cur to want in one epoll_ctl
+// (a registration with no events stays in the set, so pausing the only
+// direction is a Mod too).
 func (l *loop) setInterest(fd int, cur *uint8, want uint8) error {
 	have := *cur
 	if have == want {
 		return nil
 	}
-	p := l.ev.Poller()
-	pa := &netpoll.PollAttachment{FD: fd}
+	var events evloop.IOEvent
+	if want&evRead != 0 {
+		events |= evloop.ReadEvents
+	}
+	if want&evWrite != 0 {
+		events |= evloop.WriteEvents
+	}
 	var err error
 	switch {
 	case want == 0:
-		err = p.Delete(fd)
+		err = l.ev.Delete(fd)
 	case have == 0:
-		switch want {
-		case evRead:
-			err = p.AddRead(pa, false)
-		case evWrite:
-			err = p.AddWrite(pa, false)
-		default:
-			err = p.AddReadWrite(pa, false)
-		}
-	case want == evRead:
-		err = p.ModRead(pa, false)
-	case want == evRead|evWrite:
-		err = p.ModReadWrite(pa, false)
-	default: // want == evWrite, have has read
-		if err = p.Delete(fd); err == nil {
-			err = p.AddWrite(pa, false)
-		}
+		err = l.ev.Add(fd, events)
+	default:
+		err = l.ev.Mod(fd, events)
 	}
 	if err != nil {
 		return err
@@ -177,7 +168,7 @@ func (l *loop) addListener(ls *lsock) error {
 	ls.timer.Init(func(time.Time) { l.endBackoff(ls) })
 	*l.ref(ls.fd) = fdRef{ls: ls}
 	l.lsocks = append(l.lsocks, ls)
-	return l.ev.Poller().AddRead(&netpoll.PollAttachment{FD: ls.fd}, false)
+	return l.ev.Add(ls.fd, evloop.ReadEvents)
 }
 
 // accept takes up to acceptBatch connections from ls and returns how many.
@@ -246,7 +237,7 @@ func (l *loop) startBackoff(ls *lsock, err error) {
 		ls.backoff = min(2*ls.backoff, time.Second)
 	}
 	ls.paused = true
-	_ = l.ev.Poller().Delete(ls.fd)
+	_ = l.ev.Delete(ls.fd)
 	l.ev.Wheel().Schedule(&ls.timer, ls.backoff, l.ev.Refresh())
 }
 
@@ -254,7 +245,7 @@ func (l *loop) endBackoff(ls *lsock) {
 	if ls.closed {
 		return
 	}
-	if err := l.ev.Poller().AddRead(&netpoll.PollAttachment{FD: ls.fd}, false); err != nil {
+	if err := l.ev.Add(ls.fd, evloop.ReadEvents); err != nil {
 		l.ev.Wheel().Schedule(&ls.timer, ls.backoff, l.ev.Now())
 		return
 	}
@@ -308,7 +299,7 @@ func (l *loop) closeLsock(ls *lsock, stop bool) {
 	}
 	l.ev.Wheel().Stop(&ls.timer)
 	if !ls.paused {
-		_ = l.ev.Poller().Delete(ls.fd)
+		_ = l.ev.Delete(ls.fd)
 	}
 	l.fds[ls.fd] = fdRef{}
 	l.deferClose(ls.fd)

@@ -7,10 +7,10 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/panjf2000/gnet/v2/pkg/netpoll"
 	"golang.org/x/sys/unix"
 
 	"github.com/relayd/relayd/connector"
+	"github.com/relayd/relayd/internal/evloop"
 	"github.com/relayd/relayd/logging"
 	"github.com/relayd/relayd/timeout"
 )
@@ -249,7 +249,7 @@ func (s *session) enterRelaying() {
 	s.update()
 }
 
-func (s *session) onEvent(side uint8, ev netpoll.IOEvent) {
+func (s *session) onEvent(side uint8, ev evloop.IOEvent) {
 	s.lastActive = s.loop.ev.Now()
 	if s.state > stClosed {
 		s.onEdgeEvent(ev)
@@ -262,13 +262,13 @@ func (s *session) onEvent(side uint8, ev netpoll.IOEvent) {
 	} else {
 		ep, src, dst = &s.u, &s.down, &s.up
 	}
-	errEv := ev&netpoll.ErrEvents != 0
-	if ep.ev&evWrite != 0 && (ev&netpoll.WriteEvents != 0 || errEv) {
+	errEv := ev&evloop.ErrEvents != 0
+	if ep.ev&evWrite != 0 && (ev&evloop.WriteEvents != 0 || errEv) {
 		if !s.flush(dst, ep.fd) {
 			return
 		}
 	}
-	if ep.ev&evRead != 0 && (ev&netpoll.ReadEvents != 0 || errEv) {
+	if ep.ev&evRead != 0 && (ev&evloop.ReadEvents != 0 || errEv) {
 		if !s.read(side, src) {
 			return
 		}

@@ -45,13 +45,16 @@ type Wheel struct {
 	cur   int64 // last tick Advance has processed
 	n     int
 	due   []*Timer // reused between Advance calls: no allocation once warm
-	onArm func()   // called when the wheel goes from empty to one timer
+	// hint is a lower bound of the earliest armed expiry while hint > cur
+	// (Schedule lowers it, Stop leaves it: early is safe); once Advance has
+	// passed it, Next scans for a new one.
+	hint int64
 }
 
-// OnArm sets fn to be called whenever the wheel goes from no armed timer to
-// one, so a driver can stop its tick while the wheel is empty and restart it
-// here. fn runs inside Schedule, on the owner's goroutine.
-func (w *Wheel) OnArm(fn func()) { w.onArm = fn }
+// nextScan bounds Next's search: past it Next answers the end of the scanned
+// span, so a wheel of far deadlines costs a wake-up every nextScan ticks
+// (2.56 s at 10 ms) rather than a walk of every slot per sleep.
+const nextScan = 256
 
 // New returns a wheel with the given tick and at least slots buckets
 // (rounded up to a power of two), whose time starts at now. tick ≤ 0 means
@@ -113,9 +116,39 @@ func (w *Wheel) ScheduleAt(t *Timer, deadline time.Time) {
 	h.prev = t
 	t.state = stateArmed
 	w.n++
-	if w.n == 1 && w.onArm != nil {
-		w.onArm()
+	if w.hint > w.cur && exp < w.hint {
+		w.hint = exp
 	}
+}
+
+// Next returns when the wheel should next be advanced: the start of the
+// earliest tick that holds a due timer, or, when none is due within the next
+// nextScan ticks, the end of that span (Advance then fires nothing and Next
+// looks further). ok is false when no timer is armed. Amortised O(1): the
+// answer is cached until Advance passes it or Schedule arms an earlier timer.
+func (w *Wheel) Next() (at time.Time, ok bool) {
+	if w.n == 0 {
+		return time.Time{}, false
+	}
+	if w.hint <= w.cur {
+		w.hint = w.scan()
+	}
+	return w.start.Add(time.Duration(w.hint) * w.tick), true
+}
+
+// scan finds the first tick after cur whose slot holds a timer expiring in
+// it, within nextScan ticks.
+func (w *Wheel) scan() int64 {
+	last := w.cur + min(nextScan, int64(len(w.slots)))
+	for tk := w.cur + 1; tk <= last; tk++ {
+		h := &w.slots[tk&w.mask]
+		for t := h.next; t != h; t = t.next {
+			if t.expires <= tk {
+				return tk
+			}
+		}
+	}
+	return last
 }
 
 // Stop disarms t. It reports whether t was armed; stopping an idle timer is a

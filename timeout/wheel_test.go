@@ -195,3 +195,53 @@ func BenchmarkAdvance(b *testing.B) {
 		w.Advance(now)
 	}
 }
+
+// Next is never later than the earliest armed timer, is exactly its tick when
+// that is within the scan span, follows Schedule of an earlier timer and
+// Advance past a stopped one, and reports an empty wheel.
+func TestNext(t *testing.T) {
+	start := time.Unix(1000, 0)
+	w := New(10*time.Millisecond, 64, start)
+	if _, ok := w.Next(); ok {
+		t.Fatal("empty wheel has a next deadline")
+	}
+	var a, b, far Timer
+	for _, tm := range []*Timer{&a, &b, &far} {
+		tm.Init(func(time.Time) {})
+	}
+	at := func() time.Duration {
+		t.Helper()
+		n, ok := w.Next()
+		if !ok {
+			t.Fatal("no next deadline with timers armed")
+		}
+		return n.Sub(start)
+	}
+	w.Schedule(&a, 95*time.Millisecond, start) // tick 10
+	if got := at(); got != 100*time.Millisecond {
+		t.Fatalf("next %v, want 100ms", got)
+	}
+	w.Schedule(&b, 30*time.Millisecond, start) // tick 3: earlier
+	if got := at(); got != 30*time.Millisecond {
+		t.Fatalf("after an earlier Schedule: next %v, want 30ms", got)
+	}
+	w.Stop(&b) // a stale hint is early, never late
+	if got := at(); got > 30*time.Millisecond {
+		t.Fatalf("after Stop: next %v is later than the stale bound", got)
+	}
+	w.Advance(start.Add(30 * time.Millisecond))
+	if got := at(); got != 100*time.Millisecond {
+		t.Fatalf("after Advance past the stopped timer: next %v, want 100ms", got)
+	}
+	// Beyond the wheel's span (64 slots × 10 ms): a timer in a later round
+	// of its slot is not due in this one; Next answers the end of the scan.
+	w.Stop(&a)
+	w.Schedule(&far, 5*time.Second, start.Add(30*time.Millisecond))
+	if got := at(); got != 100*time.Millisecond {
+		t.Fatalf("far timer behind a stopped one: next %v, want the stale 100ms", got)
+	}
+	w.Advance(start.Add(100 * time.Millisecond))
+	if got := at(); got != (10+64)*10*time.Millisecond {
+		t.Fatalf("far timer: next %v, want the end of one scan (740ms)", got)
+	}
+}

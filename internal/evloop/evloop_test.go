@@ -8,13 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/panjf2000/gnet/v2/pkg/netpoll"
-
 	"github.com/relayd/relayd/timeout"
 )
 
 func TestTickPostStop(t *testing.T) {
-	l, err := New(5*time.Millisecond, func(int, netpoll.IOEvent) { t.Error("no fd registered, no event expected") }, nil)
+	l, err := New(5*time.Millisecond, func(int, IOEvent) { t.Error("no fd registered, no event expected") })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +48,7 @@ func TestTickPostStop(t *testing.T) {
 // task queued behind the stop, so a connect result (an fd) or a handed-over
 // session (a counter) could vanish.
 func TestPostAcceptedAlwaysRuns(t *testing.T) {
-	l, err := New(0, func(int, netpoll.IOEvent) {}, nil)
+	l, err := New(0, func(int, IOEvent) {})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +87,7 @@ func TestPostAcceptedAlwaysRuns(t *testing.T) {
 // the wheel does not tick for it (a loop whose only timer is the alarm
 // stays quiet).
 func TestAlarm(t *testing.T) {
-	l, err := New(time.Second, func(int, netpoll.IOEvent) { t.Error("no fd registered, no event expected") }, nil)
+	l, err := New(time.Second, func(int, IOEvent) { t.Error("no fd registered, no event expected") })
 	if err != nil {
 		t.Fatal(err)
 	}

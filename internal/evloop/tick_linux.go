@@ -5,11 +5,11 @@ package evloop
 import (
 	"time"
 
-	"github.com/panjf2000/gnet/v2/pkg/netpoll"
 	"golang.org/x/sys/unix"
 )
 
-// ticker is a periodic timerfd registered in the loop's own poller.
+// ticker is a one-shot timerfd registered in the loop's own epoll set: the
+// alarm, for deadlines finer than epoll's millisecond timeout.
 type ticker struct {
 	fd  int
 	buf [8]byte
@@ -20,12 +20,7 @@ func (t *ticker) open(l *Loop) error {
 	if err != nil {
 		return err
 	}
-	ts := unix.NsecToTimespec(int64(l.tick / time.Nanosecond))
-	if err := unix.TimerfdSettime(fd, 0, &unix.ItimerSpec{Interval: ts, Value: ts}, nil); err != nil {
-		unix.Close(fd)
-		return err
-	}
-	if err := l.poller.AddRead(&netpoll.PollAttachment{FD: fd}, false); err != nil {
+	if err := l.Add(fd, ReadEvents); err != nil {
 		unix.Close(fd)
 		return err
 	}
@@ -37,12 +32,6 @@ func (t *ticker) open(l *Loop) error {
 func (t *ticker) once(d time.Duration) {
 	ts := unix.NsecToTimespec(int64(d))
 	_ = unix.TimerfdSettime(t.fd, 0, &unix.ItimerSpec{Value: ts}, nil)
-}
-
-// arm sets the period; 0 stops the timer.
-func (t *ticker) arm(period time.Duration) {
-	ts := unix.NsecToTimespec(int64(period))
-	_ = unix.TimerfdSettime(t.fd, 0, &unix.ItimerSpec{Interval: ts, Value: ts}, nil)
 }
 
 func (t *ticker) is(fd int) bool { return fd == t.fd }

@@ -6,72 +6,52 @@ import (
 	"testing"
 	"time"
 
-	"github.com/panjf2000/gnet/v2/pkg/netpoll"
-	"golang.org/x/sys/unix"
-
 	"github.com/relayd/relayd/timeout"
 )
 
-// timerArmed reports whether the loop's timerfd is armed. It runs on the
-// loop goroutine, so it returns its error instead of calling t.Fatal.
-func timerArmed(l *Loop) (bool, error) {
-	var cur unix.ItimerSpec
-	if err := unix.TimerfdGettime(l.ticker.fd, &cur); err != nil {
-		return false, err
-	}
-	return cur.Interval.Nano() != 0 || cur.Value.Nano() != 0, nil
-}
-
-type armed struct {
-	on  bool
-	err error
-}
-
-func mustArmed(t *testing.T, a armed) bool {
+// onLoop runs fn on l's goroutine and returns its result.
+func onLoop[T any](t *testing.T, l *Loop, fn func() T) T {
 	t.Helper()
-	if a.err != nil {
-		t.Fatal(a.err)
+	ch := make(chan T, 1)
+	if err := l.Post(func(any) { ch <- fn() }, nil); err != nil {
+		t.Fatal(err)
 	}
-	return a.on
+	return <-ch
 }
 
-// The tick runs only while the wheel holds a timer: an idle loop makes no
-// wake-ups.
-func TestTickOnlyWhileArmed(t *testing.T) {
-	l, err := New(5*time.Millisecond, func(int, netpoll.IOEvent) {}, nil)
+// A loop sleeps until the wheel's next deadline: one timer 600 ms away on a
+// 5 ms wheel costs a handful of poll rounds, not the 120 a periodic tick
+// would make, and an empty wheel means no timeout at all.
+func TestSleepsUntilNextDeadline(t *testing.T) {
+	l, err := New(5*time.Millisecond, func(int, IOEvent) {})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if on, err := timerArmed(l); err != nil || on {
-		t.Fatalf("tick armed with an empty wheel (%v)", err)
-	}
-	fired := make(chan armed, 1)
-	var tm timeout.Timer
-	tm.Init(func(time.Time) {})
-	_ = l.Post(func(any) {
-		l.Wheel().Schedule(&tm, 20*time.Millisecond, l.Refresh())
-		on, err := timerArmed(l)
-		fired <- armed{on, err}
-	}, nil)
 	done := make(chan error, 1)
 	go func() { done <- l.Run() }()
-	if !mustArmed(t, <-fired) {
-		t.Fatal("scheduling a timer did not arm the tick")
+	if d := onLoop(t, l, l.timeout); d != -1 {
+		t.Fatalf("empty wheel: sleep timeout %v, want none (-1)", d)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		state := make(chan armed, 1)
-		_ = l.Post(func(any) {
-			on, err := timerArmed(l)
-			state <- armed{on || l.Wheel().Len() > 0, err}
-		}, nil)
-		if !mustArmed(t, <-state) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("tick still armed after the only timer fired")
-		}
-		time.Sleep(5 * time.Millisecond)
+	fired := make(chan int, 1)
+	var tm timeout.Timer
+	tm.Init(func(time.Time) { fired <- l.rounds })
+	start := onLoop(t, l, func() int {
+		l.Wheel().Schedule(&tm, 600*time.Millisecond, l.Refresh())
+		return l.rounds
+	})
+	var at int
+	select {
+	case at = <-fired:
+	case <-time.After(10 * time.Second):
+		t.Fatal("timer never fired")
+	}
+	// The rounds in between: the timed-out sleep, plus the odd EINTR or
+	// early return a loaded machine may add.
+	if n := at - start; n > 5 {
+		t.Fatalf("%d poll rounds while waiting 600 ms for one timer on a 5 ms wheel: the loop ticks instead of sleeping", n)
+	}
+	if d := onLoop(t, l, l.timeout); d != -1 {
+		t.Fatalf("wheel empty again: sleep timeout %v, want none", d)
 	}
 	l.Stop()
 	if err := <-done; err != nil {

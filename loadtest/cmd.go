@@ -108,6 +108,7 @@ idle and the connect time for storm and bulk.`,
 	f.IntVar(&cfg.Concurrency, "concurrency", 0, "sessions at once (0 = 50 rr, 128 storm, 64 idle openers)")
 	f.DurationVar(&cfg.Duration, "duration", 0, "rr/bulk run time (0 = 10s unless --sessions); idle hold time")
 	f.IntVar(&cfg.Sessions, "sessions", 0, "rr: stop after N sessions; idle/storm: sessions to open")
+	f.IntVar(&cfg.Requests, "requests", 0, "rr: round trips per session on one connection (0 = 1; keep-alive ping-pong)")
 	f.IntVar(&cfg.Size, "size", 0, "rr payload / idle proof echo in bytes (0 = 64)")
 	f.IntVar(&cfg.Streams, "streams", 0, "bulk streams (0 = 1)")
 	f.StringVar(&cfg.Direction, "direction", DirUp, "bulk direction up|down|both")

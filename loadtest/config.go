@@ -54,6 +54,10 @@ type LoadConfig struct {
 	Sessions int
 	// Size is the rr payload and the idle proof-echo size in bytes; 0 means 64.
 	Size int
+	// Requests is the number of round trips per rr session on one
+	// connection (keep-alive ping-pong, as redis-benchmark does); 0 means 1.
+	// RTT percentiles are then per round trip.
+	Requests int
 	// Streams is the number of bulk streams; 0 means 1.
 	Streams int
 	// Direction is up, down or both (bulk only); "" means up.
@@ -115,6 +119,9 @@ func (c LoadConfig) withDefaults() LoadConfig {
 	if c.Streams == 0 {
 		c.Streams = 1
 	}
+	if c.Requests == 0 {
+		c.Requests = 1
+	}
 	if c.Direction == "" {
 		c.Direction = DirUp
 	}
@@ -167,6 +174,10 @@ func (c LoadConfig) Validate() error {
 		return bad("size %d (0..16MiB)", c.Size)
 	case c.Streams < 0:
 		return bad("streams %d", c.Streams)
+	case c.Requests < 0:
+		return bad("requests %d", c.Requests)
+	case c.Requests > 1 && c.Mode != ModeRR:
+		return bad("requests %d: round trips per session are an rr setting", c.Requests)
 	case c.Duration < 0, c.ConnectTimeout < 0, c.IOTimeout < 0:
 		return bad("negative duration")
 	case c.MaxInflightConnects < 0:

@@ -105,6 +105,27 @@ func TestRRExact(t *testing.T) {
 	}
 }
 
+// Keep-alive rr: every session makes exactly --requests round trips on one
+// connection, each verified and recorded; the sink sees one connection per
+// session and every byte.
+func TestRRRequestsKeepAlive(t *testing.T) {
+	s := startSink(t, SinkEcho)
+	const n, reqs, size = 12, 25, 100
+	res := run(t, LoadConfig{Target: s.Addr(), Mode: ModeRR, Sessions: n, Concurrency: 4, Size: size, Requests: reqs})
+	noErrors(t, res)
+	if res.Sessions != n || res.Requests != n*reqs || res.RTT.Count != n*reqs || res.Connect.Count != n {
+		t.Fatalf("sessions %d requests %d rtt samples %d connects %d, want %d/%d/%d/%d",
+			res.Sessions, res.Requests, res.RTT.Count, res.Connect.Count, n, n*reqs, n*reqs, n)
+	}
+	st := waitIdle(t, s, n)
+	if st.Accepted != n || st.BytesIn != n*reqs*size || res.BytesReceived != n*reqs*size {
+		t.Fatalf("sink %+v, client received %d: want %d connections and %d bytes", st, res.BytesReceived, n, n*reqs*size)
+	}
+	if err := (LoadConfig{Target: s.Addr(), Mode: ModeBulk, Requests: 2}).Validate(); err == nil {
+		t.Fatal("--requests accepted for bulk")
+	}
+}
+
 func TestRRDuration(t *testing.T) {
 	s := startSink(t, SinkEcho)
 	res := run(t, LoadConfig{Target: s.Addr(), Duration: 300 * time.Millisecond, Concurrency: 4})

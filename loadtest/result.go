@@ -58,6 +58,10 @@ type Result struct {
 
 	Elapsed        time.Duration `json:"-"`
 	SessionsPerSec float64       `json:"sessions_per_sec"`
+	// Requests counts rr round trips that completed (Sessions × --requests
+	// when none failed); RequestsPerSec is their rate.
+	Requests       uint64  `json:"requests"`
+	RequestsPerSec float64 `json:"requests_per_sec"`
 	BytesSent      uint64        `json:"bytes_sent"`
 	BytesReceived  uint64        `json:"bytes_received"`
 	BytesPerSec    float64       `json:"bytes_per_sec"` // sent+received
@@ -103,6 +107,9 @@ func (r *Result) WriteSummary(w io.Writer) error {
 	p("mode\t%s\ttarget\t%s\n", r.Mode, r.Target)
 	p("sessions\t%d ok / %d attempted\telapsed\t%.3fs\n", r.Sessions, r.Attempts, r.Elapsed.Seconds())
 	p("rate\t%.0f sessions/s\tthroughput\t%.3f Gbit/s (%s/s)\n", r.SessionsPerSec, r.BitsPerSec/1e9, human(r.BytesPerSec))
+	if r.Requests > r.Sessions {
+		p("requests\t%d round trips\trate\t%.0f requests/s\n", r.Requests, r.RequestsPerSec)
+	}
 	p("bytes\t%d sent\t\t%d received\n", r.BytesSent, r.BytesReceived)
 	kinds := make([]string, 0, len(r.Errors))
 	for k, v := range r.Errors {
@@ -160,6 +167,7 @@ type recorder struct {
 	connect, ttfb, rtt  *hdrhistogram.Histogram
 	errs                map[string]uint64
 	ok, attempts        uint64
+	requests            uint64
 	bytesSent, bytesRcv uint64
 	live                atomic.Uint64 // bulk bytes moved so far, both ways (progress)
 }
@@ -208,6 +216,14 @@ func (r *recorder) session(connect, ttfb, rtt time.Duration, sent, rcvd uint64, 
 	r.ok++
 }
 
+// roundTrip records one completed rr round trip of a keep-alive session.
+func (r *recorder) roundTrip(rtt time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.requests++
+	_ = r.rtt.RecordValue(clampNS(rtt))
+}
+
 func (r *recorder) snapshot() (ok, attempts, errs uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -226,7 +242,7 @@ func percentiles(h *hdrhistogram.Histogram) Percentiles {
 func (r *recorder) fill(res *Result) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	res.Sessions, res.Attempts = r.ok, r.attempts
+	res.Sessions, res.Attempts, res.Requests = r.ok, r.attempts, r.requests
 	res.Errors = make(map[string]uint64, len(r.errs))
 	for k, v := range r.errs {
 		res.Errors[k] = v
@@ -236,6 +252,7 @@ func (r *recorder) fill(res *Result) {
 	res.Connect, res.TTFB, res.RTT = percentiles(r.connect), percentiles(r.ttfb), percentiles(r.rtt)
 	if s := res.Elapsed.Seconds(); s > 0 {
 		res.SessionsPerSec = float64(res.Sessions) / s
+		res.RequestsPerSec = float64(r.requests) / s
 		res.BytesPerSec = float64(res.BytesSent+res.BytesReceived) / s
 		res.BitsPerSec = res.BytesPerSec * 8
 	}

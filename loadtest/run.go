@@ -66,6 +66,7 @@ type runner struct {
 	bufs sync.Pool
 
 	bulkElapsed time.Duration // written by bulk before it returns
+	deadline    time.Time     // rr with a duration: no session or round trip starts after it
 }
 
 func (r *runner) sessionBufLen() int { return 2*r.cfg.Size + len(r.cfg.ExpectBanner) }
@@ -83,6 +84,7 @@ func (r *runner) sessions(ctx context.Context, fn func(ctx context.Context, id u
 	)
 	if r.cfg.Mode == ModeRR && r.cfg.Duration > 0 {
 		deadline = time.Now().Add(r.cfg.Duration)
+		r.deadline = deadline
 	}
 	claim := func() (uint64, bool) {
 		if ctx.Err() != nil || (!deadline.IsZero() && !time.Now().Before(deadline)) {
@@ -149,12 +151,44 @@ func (r *runner) rrSession(ctx context.Context, id uint64) (err error) {
 	}
 	out, in := buf[:r.cfg.Size], buf[r.cfg.Size:2*r.cfg.Size]
 	fillSession(out, id)
+	if r.cfg.Requests <= 1 {
+		var first time.Duration
+		first, rtt, err = r.roundTrip(c, out, in, &sent, &rcvd)
+		if ttfb == 0 {
+			ttfb = first
+		}
+		return err
+	}
+	// Keep-alive: many round trips on this connection, each one's RTT
+	// recorded as it completes; no new one starts after the run's end.
+	for req := 0; req < r.cfg.Requests; req++ {
+		if !r.deadline.IsZero() && !time.Now().Before(r.deadline) {
+			break
+		}
+		_ = c.SetDeadline(time.Now().Add(r.cfg.IOTimeout))
+		first, d, rerr := r.roundTrip(c, out, in, &sent, &rcvd)
+		if ttfb == 0 {
+			ttfb = first
+		}
+		if rerr != nil {
+			return rerr
+		}
+		if ctx.Err() == nil {
+			r.rec.roundTrip(d)
+		}
+	}
+	return nil
+}
+
+// roundTrip writes out and reads its echo into in, verifying it; it returns
+// the time to the first byte back and the round trip.
+func (r *runner) roundTrip(c net.Conn, out, in []byte, sent, rcvd *uint64) (ttfb, rtt time.Duration, err error) {
 	t0 := time.Now()
 	if len(out) <= rrInlineWrite {
 		n, werr := c.Write(out)
-		sent += uint64(n)
+		*sent += uint64(n)
 		if werr != nil {
-			return fmt.Errorf("write: %w", werr)
+			return 0, 0, fmt.Errorf("write: %w", werr)
 		}
 	} else {
 		// A payload larger than the socket buffers, sent before reading,
@@ -173,7 +207,7 @@ func (r *runner) rrSession(ctx context.Context, id uint64) (err error) {
 				_ = c.SetWriteDeadline(time.Now())
 			}
 			w := <-wc // before the buffer goes back to the pool
-			sent += uint64(w.n)
+			*sent += uint64(w.n)
 			if err == nil && w.err != nil {
 				err = fmt.Errorf("write: %w", w.err)
 			}
@@ -186,19 +220,19 @@ func (r *runner) rrSession(ctx context.Context, id uint64) (err error) {
 			ttfb = time.Since(t0)
 		}
 		got += m
-		rcvd += uint64(m)
+		*rcvd += uint64(m)
 		if rerr != nil {
 			if rerr == io.EOF {
 				rerr = ErrShort
 			}
-			return fmt.Errorf("read %d/%d: %w", got, len(in), rerr)
+			return ttfb, 0, fmt.Errorf("read %d/%d: %w", got, len(in), rerr)
 		}
 	}
 	rtt = time.Since(t0)
 	if !bytes.Equal(in, out) {
-		return ErrMismatch
+		return ttfb, rtt, ErrMismatch
 	}
-	return nil
+	return ttfb, rtt, nil
 }
 
 // stormSession: connect, [banner], close.

@@ -54,6 +54,7 @@ type collector struct {
 
 	accepted, active, closed, acceptErrs, acceptBackoff *prometheus.Desc
 	bytes, pauses, resumes, bufsHeld                    *prometheus.Desc
+	spliced                                             *prometheus.Desc
 	loopActive, loopBufs                                *prometheus.Desc
 
 	cInflight, cHigh, cQueued, cSubmitted, cRejected *prometheus.Desc
@@ -95,6 +96,7 @@ func NewCollector(src Sources, version string) prometheus.Collector {
 		acceptBackoff: desc("accept_backoff_total", "Accept back-off episodes (EMFILE, ENFILE, ENOBUFS)."),
 		bytes:         desc("bytes_total", "Bytes relayed so far including live sessions, by direction (up: client to upstream).", "direction"),
 		pauses:        desc("backpressure_pauses_total", "Backpressure episodes begun: a direction stopped being read because its destination refused bytes."),
+		spliced:       desc("splice_directions_total", "Session directions that switched to splice(2) (bulk: relay.splice auto)."),
 		resumes:       desc("backpressure_resumes_total", "Backpressure episodes ended by draining; pauses minus resumes = paused now plus closed while paused."),
 		bufsHeld:      desc("buffers_held", "Relay buffers held by sessions right now, all loops."),
 		loopActive:    desc("loop_sessions_active", "Sessions owned by each relay loop right now.", "loop"),
@@ -147,7 +149,7 @@ func (c *collector) descs() []*prometheus.Desc {
 		c.buildInfo,
 		c.lnInfo, c.lnActive, c.lnAccepted, c.lnClosed, c.lnBytes,
 		c.accepted, c.active, c.closed, c.acceptErrs, c.acceptBackoff,
-		c.bytes, c.pauses, c.resumes, c.bufsHeld, c.loopActive, c.loopBufs,
+		c.bytes, c.pauses, c.resumes, c.bufsHeld, c.loopActive, c.loopBufs, c.spliced,
 		c.cInflight, c.cHigh, c.cQueued, c.cSubmitted, c.cRejected, c.cDownRejected, c.cDownFailed, c.cLate,
 		c.uUp, c.uInflight, c.uQueued, c.uLimit, c.uRate, c.uConnected, c.uFailures, c.uQueueTO, c.uLate, c.uRejected,
 		c.uTrans, c.uCuts, c.uChecks, c.uCheckFails, c.uLatency,
@@ -234,6 +236,7 @@ func (c *collector) collectRelay(ch chan<- prometheus.Metric, s relay.Stats) {
 	counter(ch, c.bytes, s.BytesUp, dirUp)
 	counter(ch, c.bytes, s.BytesDown, dirDown)
 	counter(ch, c.pauses, s.Pauses)
+	counter(ch, c.spliced, s.Spliced)
 	counter(ch, c.resumes, s.Resumes)
 	gauge(ch, c.bufsHeld, s.BufsHeld)
 	for i, l := range s.Loops {

@@ -205,6 +205,32 @@ type Relay struct {
 	FinTimeout time.Duration `mapstructure:"fin_timeout"`
 	// NoDelay sets TCP_NODELAY on both sides. Default true.
 	NoDelay bool `mapstructure:"no_delay"`
+	// Splice is SpliceAuto (default: a bulk direction switches to splice(2)
+	// through a pipe) or SpliceOff (always read/write through user space).
+	Splice string `mapstructure:"splice"`
+	// SplicePipes caps the pipes each loop lends to spliced directions (2
+	// fds each; see SplicePipeCount). Default 64.
+	SplicePipes int `mapstructure:"splice_pipes"`
+	// SplicePipeSize is each pipe's capacity: a spliced direction's bound.
+	// Default 262144 (256 KiB).
+	SplicePipeSize int `mapstructure:"splice_pipe_size"`
+}
+
+// Relay.Splice values.
+const (
+	SpliceAuto = "auto"
+	SpliceOff  = "off"
+)
+
+// SplicePipeCount is the pipes per loop in effect for a process that may
+// open nofile files: relay.splice_pipes, but never more than a sixteenth of
+// the limit over all loops (an eighth of the fds), so a small ulimit keeps
+// its descriptors for sessions; 0 with splicing off.
+func (c *Config) SplicePipeCount(nofile uint64) int {
+	if c.Relay.Splice == SpliceOff {
+		return 0
+	}
+	return min(c.Relay.SplicePipes, int(min(nofile, 1<<31)/16)/c.Relay.LoopCount())
 }
 
 // LoopCount is the number of relay loops to start: Loops, or when it is 0 the
@@ -223,7 +249,10 @@ func (r Relay) LoopCount() int {
 type Accept struct {
 	// Mode is AcceptReusePort (default: every relay loop has its own
 	// SO_REUSEPORT listener per listen address, the kernel spreads clients)
-	// or AcceptSingle (one acceptor hands clients to loops round-robin).
+	// AcceptSingle (one acceptor hands clients to loops round-robin), or
+	// AcceptBalanced (reuseport listeners, and a loop hands each client it
+	// accepts to the loop with the fewest sessions, as Envoy's
+	// exact_balance).
 	Mode string `mapstructure:"mode"`
 	// Backlog is the listen(2) backlog. Default 4096 (the kernel caps it at
 	// net.core.somaxconn).
@@ -238,17 +267,17 @@ type Limits struct {
 	MaxSessions int `mapstructure:"max_sessions"`
 }
 
-// FDReserve is how many file descriptors relayd needs besides its sessions:
-// stdio, log and admin files and connections, each loop's epoll, eventfd
-// and timerfd (a connector worker's pace alarm is a fourth), and the
-// listening sockets (one per
-// loop and listener with reuseport), with room to spare.
-func (c *Config) FDReserve() int {
+// FDReserve is how many file descriptors relayd needs besides its sessions
+// when it may open nofile: stdio, log and admin files and connections, each
+// loop's epoll and eventfd (a connector worker's pace alarm is a third),
+// the listening sockets (one per loop and listener with reuseport) and the
+// splice pipes (SplicePipeCount per loop, two fds each), with room to spare.
+func (c *Config) FDReserve(nofile uint64) int {
 	socks := len(c.Listeners)
 	if c.Accept.Mode != AcceptSingle {
 		socks *= c.Relay.LoopCount()
 	}
-	return 64 + 3*c.Relay.LoopCount() + 4*c.Connector.Workers + socks
+	return 64 + 3*c.Relay.LoopCount() + 4*c.Connector.Workers + socks + 2*c.SplicePipeCount(nofile)*c.Relay.LoopCount()
 }
 
 // SessionCap is the global session cap in effect for a process that may open
@@ -258,7 +287,7 @@ func (c *Config) FDReserve() int {
 // cap is kept as it is, -1 meaning none (0 returned).
 func (c *Config) SessionCap(nofile uint64) (limit, capacity int) {
 	capacity = 1
-	if free := int64(min(nofile, 1<<31)) - int64(c.FDReserve()); free > 2 {
+	if free := int64(min(nofile, 1<<31)) - int64(c.FDReserve(nofile)); free > 2 {
 		capacity = int(free / 2)
 	}
 	switch n := c.Limits.MaxSessions; {
@@ -325,6 +354,7 @@ const (
 
 	AcceptReusePort = "reuseport"
 	AcceptSingle    = "single"
+	AcceptBalanced  = "balanced"
 )
 
 // maxDefaultRetries caps the derived Retries default: trying every upstream
@@ -349,11 +379,14 @@ func Default() Config {
 			Health:              Health{FailAfter: 3, Backoff: time.Second, BackoffMax: 30 * time.Second},
 		},
 		Relay: Relay{
-			Loops:       0,
-			BufferSize:  32 << 10,
-			IdleTimeout: 5 * time.Minute,
-			FinTimeout:  30 * time.Second,
-			NoDelay:     true,
+			Loops:          0,
+			BufferSize:     32 << 10,
+			IdleTimeout:    5 * time.Minute,
+			FinTimeout:     30 * time.Second,
+			NoDelay:        true,
+			Splice:         SpliceAuto,
+			SplicePipes:    64,
+			SplicePipeSize: 256 << 10,
 		},
 		Accept:   Accept{Mode: AcceptReusePort, Backlog: 4096},
 		Limits:   Limits{MaxSessions: 0},

@@ -196,9 +196,11 @@ func fieldKey(f reflect.StructField) string {
 func isSection(t reflect.Type) bool { return t.Kind() == reflect.Struct && t != durationType }
 
 // isByteSize reports whether an int field accepts sizes such as "32KiB".
-// Only relay.buffer_size does today; the set is kept by key so that Config
+// relay.buffer_size and relay.splice_pipe_size do; the set is kept by key so that Config
 // keeps plain int fields.
-func isByteSize(key string) bool { return key == "relay.buffer_size" }
+func isByteSize(key string) bool {
+	return key == "relay.buffer_size" || key == "relay.splice_pipe_size"
+}
 
 func joinKey(prefix, key string) string {
 	if prefix == "" {

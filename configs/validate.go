@@ -141,8 +141,11 @@ func (c *Config) validate() []*FieldError {
 	v.intRange("relay.buffer_size", c.Relay.BufferSize, minBufferSize, maxBufferSize)
 	v.durRange("relay.idle_timeout", c.Relay.IdleTimeout, minTimeout, maxIdle)
 	v.durRange("relay.fin_timeout", c.Relay.FinTimeout, minTimeout, maxTimeout)
+	v.oneOf("relay.splice", c.Relay.Splice, SpliceAuto, SpliceOff)
+	v.intRange("relay.splice_pipes", c.Relay.SplicePipes, 1, 4096)
+	v.intRange("relay.splice_pipe_size", c.Relay.SplicePipeSize, 4096, maxBufferSize)
 
-	v.oneOf("accept.mode", c.Accept.Mode, AcceptReusePort, AcceptSingle)
+	v.oneOf("accept.mode", c.Accept.Mode, AcceptReusePort, AcceptSingle, AcceptBalanced)
 	v.intRange("accept.backlog", c.Accept.Backlog, 1, maxBacklog)
 
 	if c.Limits.MaxSessions < -1 {

@@ -26,6 +26,8 @@ import (
 // under backpressure each holds exactly one, and once drained none again,
 // with pauses and resumes paired. Before the fix every such tunnel kept its
 // handshake buffer for life and the first partial write overwrote it.
+// Splicing is off: a spliced direction holds a pipe, not a buffer
+// (TestSpliceBackpressureBound).
 func TestIdleEdgeTunnelsHoldNoBuffer(t *testing.T) {
 	const n = 100
 	var (
@@ -47,7 +49,10 @@ func TestIdleEdgeTunnelsHoldNoBuffer(t *testing.T) {
 		got[string(tag[:])] = m + 8
 		mu.Unlock()
 	})
-	f := edgeRelay(t, relay.ModeSOCKS5, port(t, up.Addr()), nil)
+	f := edgeRelayRC(t, relay.ModeSOCKS5, port(t, up.Addr()), func(rc *relay.Config) { rc.Splice = relay.SpliceOff }, nil)
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock) // runs first: a failure below must not leave the handlers waiting (the server's Close waits for them)
 	req := socksReq("", netip.MustParseAddrPort(up.Addr()), 0)
 	conns := make([]*net.TCPConn, n)
 	for i := range conns {
@@ -90,7 +95,7 @@ func TestIdleEdgeTunnelsHoldNoBuffer(t *testing.T) {
 	}
 	waitStat(t, f.srv, "every session paused with one buffer", func(st relay.Stats) bool { return st.BufsHeld == n })
 	stop.Store(true)
-	close(release)
+	unblock()
 	pushers.Wait()
 	wg.Wait()
 	for i := range conns {

@@ -41,9 +41,18 @@ type Config struct {
 	FinTimeout  time.Duration // a half-closed session's life; 0 = 30 s
 	NoDelay     bool          // TCP_NODELAY on accepted sockets (the connector sets its own)
 	Reuseport   bool          // true: one SO_REUSEPORT listener per loop; false: loop 0 accepts and hands out round-robin
+	// Balanced (with Reuseport): a loop that accepts a client hands it to
+	// the loop with the fewest sessions when that is not itself, so the
+	// kernel's hash of a few long sessions cannot load one loop alone.
+	Balanced    bool
 	Backlog     int           // listen backlog; 0 = 4096
 	MaxSessions int           // global cap on live sessions; 0 = unlimited
 	Tick        time.Duration // timing-wheel resolution; 0 = 10 ms
+	// Splice is SpliceAuto ("" too: bulk directions switch to splice(2),
+	// see splice_linux.go) or SpliceOff (always read/write).
+	Splice         string
+	SplicePipes    int // pipes per loop (2 fds each); 0 = DefaultSplicePipes
+	SplicePipeSize int // bytes per pipe, a spliced direction's bound; 0 = DefaultSplicePipeSize
 	// Clock is the loops' clock; nil = time.Now. Tests inject one to decide
 	// when idle, fin and handshake deadlines are due (evloop.NewWithClock).
 	Clock func() time.Time
@@ -52,6 +61,14 @@ type Config struct {
 	Log    *logging.Logger // nil = logging.Nop()
 	Zap    *zap.Logger     // overrides Log.Z() when set (tests)
 }
+
+// Splice settings (Config.Splice) and defaults.
+const (
+	SpliceAuto            = "auto"
+	SpliceOff             = "off"
+	DefaultSplicePipes    = 64
+	DefaultSplicePipeSize = 256 << 10
+)
 
 // Listener modes: where a session's upstream comes from.
 const (
@@ -126,8 +143,22 @@ type ListenerConfig struct {
 
 func (c *Config) withDefaults() (Config, error) {
 	cfg := *c
-	if cfg.Loops < 0 || cfg.BufferSize < 0 || cfg.IdleTimeout < 0 || cfg.FinTimeout < 0 || cfg.Backlog < 0 || cfg.MaxSessions < 0 {
+	if cfg.Loops < 0 || cfg.BufferSize < 0 || cfg.IdleTimeout < 0 || cfg.FinTimeout < 0 || cfg.Backlog < 0 || cfg.MaxSessions < 0 ||
+		cfg.SplicePipes < 0 || cfg.SplicePipeSize < 0 {
 		return cfg, errors.New("relay: negative value in Config")
+	}
+	switch cfg.Splice {
+	case "":
+		cfg.Splice = SpliceAuto
+	case SpliceAuto, SpliceOff:
+	default:
+		return cfg, fmt.Errorf("relay: Config.Splice %q: want %q or %q", cfg.Splice, SpliceAuto, SpliceOff)
+	}
+	if cfg.SplicePipes == 0 {
+		cfg.SplicePipes = DefaultSplicePipes
+	}
+	if cfg.SplicePipeSize == 0 {
+		cfg.SplicePipeSize = DefaultSplicePipeSize
 	}
 	if cfg.Loops == 0 {
 		cfg.Loops = max(1, runtime.GOMAXPROCS(0))

@@ -34,6 +34,12 @@ import (
 // only on the echo port), meta.test → 169.254.169.254, none.test → error.
 func edgeRelay(t *testing.T, mode string, upPort uint16, mod func(*relay.ListenerConfig)) *fixture {
 	t.Helper()
+	return edgeRelayRC(t, mode, upPort, nil, mod)
+}
+
+// edgeRelayRC is edgeRelay with the relay's Config adjusted by rmod too.
+func edgeRelayRC(t *testing.T, mode string, upPort uint16, rmod func(*relay.Config), mod func(*relay.ListenerConfig)) *fixture {
+	t.Helper()
 	pol, err := policy.New(policy.Config{Allow: []policy.Entry{{CIDR: "127.0.0.1/32", Ports: strconv.Itoa(int(upPort))}}})
 	if err != nil {
 		t.Fatal(err)
@@ -51,7 +57,10 @@ func edgeRelay(t *testing.T, mode string, upPort uint16, mod func(*relay.Listene
 		t.Fatal(err)
 	}
 	t.Cleanup(res.Close) // after the relay's cleanup (LIFO)
-	return startRelay(t, nil, func(_ *relay.Config, _ *connector.Config, lc *relay.ListenerConfig) {
+	return startRelay(t, nil, func(rc *relay.Config, _ *connector.Config, lc *relay.ListenerConfig) {
+		if rmod != nil {
+			rmod(rc)
+		}
 		lc.Mode, lc.Policy, lc.Resolver = mode, pol, res
 		lc.HandshakeTimeout = 2 * time.Second
 		if mod != nil {

@@ -52,7 +52,8 @@ type loop struct {
 	fds      []fdRef
 	sessions sessionList
 	lsocks   []*lsock
-	scratch  []byte // one read buffer per loop: idle sessions hold none
+	scratch  []byte   // one read buffer per loop: idle sessions hold none
+	pipes    pipePool // splice(2) pipes lent to bulk directions
 	gen      uint64
 	st       counters
 
@@ -91,6 +92,10 @@ func newLoop(id int, srv *Server) (*loop, error) {
 		return nil, err
 	}
 	l.ev = ev
+	l.pipes = pipePool{size: srv.cfg.SplicePipeSize}
+	if srv.cfg.Splice != SpliceOff {
+		l.pipes.max = srv.cfg.SplicePipes
+	}
 	l.connectedF = l.connectedTask
 	l.adoptF = l.adoptTask
 	l.sessions.init()

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -351,4 +352,42 @@ func TestAcceptedSocketsHaveNoDelay(t *testing.T) {
 	if v, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY); err != nil || v == 0 {
 		t.Fatalf("accepted socket: TCP_NODELAY %d (%v)", v, err)
 	}
+}
+
+// accept.mode balanced: whichever loop the kernel's reuseport hash gives a
+// client, it ends on the loop with the fewest sessions, so long sessions
+// opened one after another alternate between the loops exactly, and every
+// byte still arrives.
+func TestBalancedAcceptEvensLoops(t *testing.T) {
+	up := newServer(t, echo)
+	f := startRelay(t, []string{up.Addr()}, func(rc *relay.Config, _ *connector.Config, _ *relay.ListenerConfig) {
+		rc.Loops, rc.Balanced = 3, true
+	})
+	const n = 7
+	conns := make([]*net.TCPConn, n)
+	for i := range conns {
+		conns[i] = dial(t, f.addr)
+		msg := []byte(fmt.Sprintf("ping %d", i))
+		if _, err := conns[i].Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(conns[i], got); err != nil || !bytes.Equal(got, msg) {
+			t.Fatalf("session %d: echo %q, %v", i, got, err)
+		}
+	}
+	st := f.srv.Stats()
+	var loads []int64
+	for _, l := range st.Loops {
+		loads = append(loads, l.Active)
+	}
+	slices.Sort(loads)
+	if !slices.Equal(loads, []int64{2, 2, 3}) {
+		t.Fatalf("%d sessions over 3 balanced loops: %v, want 2/2/3", n, loads)
+	}
+	for _, c := range conns {
+		_ = c.CloseWrite()
+		_, _ = io.Copy(io.Discard, c)
+	}
+	waitClosed(t, f.srv, n)
 }

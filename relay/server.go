@@ -242,6 +242,7 @@ func (s *Server) Start() error {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
+			defer l.pipes.closeAll() // after Run: the sessions have given theirs back
 			if err := l.ev.Run(); err != nil {
 				l.log.Error("relay loop died", zap.Error(err))
 				select {
@@ -276,8 +277,11 @@ func (s *Server) admit(l *loop, ln *listener, fd int, client netip.AddrPort) {
 		return
 	}
 	sess := &session{loop: l, ln: ln, client: client, c: endpoint{fd: fd}}
-	if !s.cfg.Reuseport && len(s.loops) > 1 {
-		target := s.loops[s.next.Add(1)%uint64(len(s.loops))]
+	if len(s.loops) > 1 && (!s.cfg.Reuseport || s.cfg.Balanced) {
+		target := s.leastLoaded(l)
+		if !s.cfg.Reuseport {
+			target = s.loops[s.next.Add(1)%uint64(len(s.loops))]
+		}
 		if target != l {
 			sess.loop = target
 			target.st.queued.Add(1)
@@ -292,6 +296,20 @@ func (s *Server) admit(l *loop, ln *listener, fd int, client netip.AddrPort) {
 }
 
 func (s *Server) release() { s.active.Add(-1) }
+
+// leastLoaded is the loop with the fewest sessions, counting the ones
+// handed to it and not yet adopted; l itself unless another has fewer.
+// It reads each loop's counters once (atomics, no lock): two loops that
+// accept at once may both pick a third, an error of one session.
+func (s *Server) leastLoaded(l *loop) *loop {
+	best, min := l, l.st.active.Load()+l.st.queued.Load()
+	for _, o := range s.loops {
+		if n := o.st.active.Load() + o.st.queued.Load(); n < min {
+			best, min = o, n
+		}
+	}
+	return best
+}
 
 // acquire counts one more session in n unless that would exceed limit (≤ 0:
 // no cap); it reports whether it did.

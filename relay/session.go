@@ -46,19 +46,25 @@ type endpoint struct {
 // flowing session holds no buffer of its own.
 //
 // Invariant (every state, checked by the tests through Stats.BufsHeld):
-// buf != nil if and only if pending() > 0. Reads go into the loop's scratch
+// buf != nil if and only if pending() > 0, except that a spliced direction
+// never holds a buffer: its pending bytes (end - off, off 0) are in its pipe. Reads go into the loop's scratch
 // buffer first; hold takes a pooled buffer only for bytes that arrived and
 // must wait, and every path that empties one calls release.
 type dir struct {
 	buf      *[]byte
-	off, end int32  // pending bytes are (*buf)[off:end]; a buffer is at most 1 GiB (configs validates)
-	eof      bool   // src sent FIN
-	shut     bool   // dst got shutdown(SHUT_WR): this direction is over
-	paused   bool   // src is not read because dst refused bytes (counted once in pauses, once in resumes)
-	drop     bool   // dst broke (a write failed): src is read and discarded until its EOF
+	off, end int32 // pending bytes are (*buf)[off:end]; a buffer is at most 1 GiB (configs validates)
+	eof      bool  // src sent FIN
+	shut     bool  // dst got shutdown(SHUT_WR): this direction is over
+	paused   bool  // src is not read because dst refused bytes (counted once in pauses, once in resumes)
+	drop     bool  // dst broke (a write failed): src is read and discarded until its EOF
+	spliced  bool  // bulk: bytes go through the loop's pipe number pipe with splice(2) (splice_linux.go)
+	fulls    uint8 // full scratch reads in a row, toward splicing; 0xff: never
+	pipe     int16
 	n        uint64 // bytes written to dst
 }
 
+// pending counts the bytes read from src and not yet written to dst: in buf
+// or, for a spliced direction, in its pipe.
 func (d *dir) pending() int { return int(d.end - d.off) }
 
 // hold gives d a pooled buffer to keep pending bytes in (it keeps the one it
@@ -296,6 +302,12 @@ func (s *session) read(side uint8, d *dir) bool {
 	if d.drop {
 		return s.discard(d, srcFD)
 	}
+	if spliceAfter == 0 && !d.spliced && d.fulls != 0xff {
+		s.maybeSplice(d)
+	}
+	if d.spliced {
+		return s.readSplice(d, side, srcFD, dstFD)
+	}
 	// Relaying: read into the loop's scratch buffer and write straight on;
 	// only what the destination refuses is copied into a pooled buffer.
 	// A few rounds per event while the source keeps filling the buffer and
@@ -322,7 +334,14 @@ func (s *session) read(side uint8, d *dir) bool {
 			return true
 		}
 		if n < len(l.scratch) {
+			if d.fulls != 0xff {
+				d.fulls = 0 // a short read: the run of full ones starts again
+			}
 			return true
+		}
+		s.maybeSplice(d)
+		if d.spliced {
+			return s.readSplice(d, side, srcFD, dstFD)
 		}
 	}
 	return true
@@ -420,7 +439,19 @@ func (s *session) count(d *dir, side uint8, n int) {
 // flush writes d's pending bytes to fd. It reports false if the session was
 // closed.
 func (s *session) flush(d *dir, fd int) bool {
-	if d.pending() > 0 {
+	if d.spliced {
+		side := sideClient // d's source
+		if d == &s.down {
+			side = sideUpstream
+		}
+		if !s.drainPipe(d, side, fd) {
+			return false
+		}
+		if d.pending() > 0 {
+			return true
+		}
+		s.resume(d)
+	} else if d.pending() > 0 {
 		w, err := unix.Write(fd, (*d.buf)[d.off:d.end])
 		if err != nil {
 			if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
@@ -449,6 +480,7 @@ func (s *session) flush(d *dir, fd int) bool {
 // session ends; when one is, the fin timeout starts.
 func (s *session) shutWrite(d *dir, fd int) bool {
 	d.shut = true
+	s.unsplice(d) // the pipe is empty: nothing is pending
 	if err := unix.Shutdown(fd, unix.SHUT_WR); err != nil && !errors.Is(err, unix.ENOTCONN) {
 		return s.broken(d)
 	}
@@ -463,6 +495,7 @@ func (s *session) shutWrite(d *dir, fd int) bool {
 // until EOF, while the reverse direction runs on and delivers what arrived
 // cleanly. It reports false if the session was closed.
 func (s *session) broken(d *dir) bool {
+	s.unsplice(d) // before release, which forgets the pending count
 	s.release(d)
 	d.drop, d.shut = true, true
 	return s.checkDone()
@@ -652,6 +685,8 @@ func (s *session) close(reason Reason, rst bool) {
 		}
 		l.deferClose(ep.fd)
 	}
+	s.unsplice(&s.up) // before release, which forgets the pending count
+	s.unsplice(&s.down)
 	s.release(&s.up)
 	s.release(&s.down)
 	if s.upIdx >= 0 {

@@ -84,6 +84,7 @@ type counters struct {
 	pauses       atomic.Uint64 // a side stopped being read because its peer was not writable
 	resumes      atomic.Uint64
 	bufsHeld     atomic.Int64  // pooled buffers held by sessions right now
+	spliced      atomic.Uint64 // directions that switched to splice(2)
 	acceptPaused atomic.Uint64 // accept back-off episodes (EMFILE & co.)
 	queued       atomic.Int64  // tasks posted to the loop and not yet run (connect results, hand-overs, name answers)
 }
@@ -134,6 +135,7 @@ type Stats struct {
 	Pauses        uint64            // backpressure episodes begun: a direction stopped reading because its destination refused bytes
 	Resumes       uint64            // episodes ended by draining; Pauses − Resumes = paused now + closed while paused
 	BufsHeld      int64             // relay buffers held right now (each Config.BufferSize bytes)
+	Spliced       uint64            // session directions that switched to splice(2) (bulk)
 	Loops         []LoopStats
 	Listeners     map[string]ListenerStats
 }
@@ -163,5 +165,6 @@ func (s *Stats) add(c *counters) {
 	s.BytesDown += c.bytesDown.Load()
 	s.Pauses += c.pauses.Load()
 	s.Resumes += c.resumes.Load()
+	s.Spliced += c.spliced.Load()
 	s.Loops = append(s.Loops, LoopStats{Active: a, BufsHeld: b, Queue: max(c.queued.Load(), 0)})
 }

@@ -39,14 +39,18 @@ type fdHandoff interface {
 
 func relayConfig(c *configs.Config) relay.Config {
 	return relay.Config{
-		Loops:       c.Relay.LoopCount(),
-		BufferSize:  c.Relay.BufferSize,
-		IdleTimeout: c.Relay.IdleTimeout,
-		FinTimeout:  c.Relay.FinTimeout,
-		NoDelay:     c.Relay.NoDelay,
-		Reuseport:   c.Accept.Mode != configs.AcceptSingle,
-		Backlog:     c.Accept.Backlog,
-		MaxSessions: sessionCap(c),
+		Loops:          c.Relay.LoopCount(),
+		BufferSize:     c.Relay.BufferSize,
+		IdleTimeout:    c.Relay.IdleTimeout,
+		FinTimeout:     c.Relay.FinTimeout,
+		NoDelay:        c.Relay.NoDelay,
+		Splice:         c.Relay.Splice,
+		SplicePipes:    max(c.SplicePipeCount(nofile()), 1), // 0 would mean the default: splicing off sets Splice
+		SplicePipeSize: c.Relay.SplicePipeSize,
+		Reuseport:      c.Accept.Mode != configs.AcceptSingle,
+		Balanced:       c.Accept.Mode == configs.AcceptBalanced,
+		Backlog:        c.Accept.Backlog,
+		MaxSessions:    sessionCap(c),
 	}
 }
 
@@ -74,7 +78,7 @@ func sessionCapWarning(c *configs.Config) string {
 		return ""
 	}
 	return fmt.Sprintf("limits.max_sessions: %d sessions need %d open files, the open-file limit is %d: sessions past about %d will fail to connect (raise LimitNOFILE / ulimit -n, or set 0 to derive the cap)",
-		c.Limits.MaxSessions, 2*max(limit, capacity)+c.FDReserve(), nofile(), capacity)
+		c.Limits.MaxSessions, 2*max(limit, capacity)+c.FDReserve(nofile()), nofile(), capacity)
 }
 
 func listenerConfig(edge *edgeShared, l configs.Listener) (relay.ListenerConfig, error) {

@@ -209,7 +209,7 @@ type Relay struct {
 	// through a pipe) or SpliceOff (always read/write through user space).
 	Splice string `mapstructure:"splice"`
 	// SplicePipes caps the pipes each loop lends to spliced directions (2
-	// fds each; see SplicePipeCount). Default 64.
+	// fds each; see SplicePipeCount). Default 16.
 	SplicePipes int `mapstructure:"splice_pipes"`
 	// SplicePipeSize is each pipe's capacity: a spliced direction's bound.
 	// Default 262144 (256 KiB).
@@ -385,7 +385,7 @@ func Default() Config {
 			FinTimeout:     30 * time.Second,
 			NoDelay:        true,
 			Splice:         SpliceAuto,
-			SplicePipes:    64,
+			SplicePipes:    16,
 			SplicePipeSize: 256 << 10,
 		},
 		Accept:   Accept{Mode: AcceptReusePort, Backlog: 4096},

@@ -60,12 +60,12 @@ func TestSessionCap(t *testing.T) {
 	c.Listeners = []Listener{NewListener("a", "127.0.0.1:7000", "127.0.0.1:7001")}
 	c.Relay.Loops = 2
 	// 64 + 3×2 loops + 4×2 workers + 2 sockets, plus 2 fds per splice pipe:
-	// 64 pipes per loop at 20000 files, a sixteenth of the limit at 256.
+	// 16 pipes per loop at 20000 files, a sixteenth of the limit at 128.
 	for _, tc := range []struct {
 		splice string
 		nofile uint64
 		want   int
-	}{{SpliceAuto, 20000, 80 + 2*64*2}, {SpliceAuto, 256, 80 + 2*8*2}, {SpliceOff, 20000, 80}} {
+	}{{SpliceAuto, 20000, 80 + 2*16*2}, {SpliceAuto, 128, 80 + 2*4*2}, {SpliceOff, 20000, 80}} {
 		c.Relay.Splice = tc.splice
 		if got := c.FDReserve(tc.nofile); got != tc.want {
 			t.Fatalf("splice %s, nofile %d: reserve %d, want %d", tc.splice, tc.nofile, got, tc.want)

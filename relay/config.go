@@ -66,7 +66,7 @@ type Config struct {
 const (
 	SpliceAuto            = "auto"
 	SpliceOff             = "off"
-	DefaultSplicePipes    = 64
+	DefaultSplicePipes    = 16
 	DefaultSplicePipeSize = 256 << 10
 )
 

@@ -38,6 +38,7 @@ type lsock struct {
 	paused  bool          // out of the poller until timer fires
 	backoff time.Duration // current back-off delay; 0 = no episode under way
 	errs    uint64        // accept errors during this back-off episode
+	singles uint8         // wake-ups in a row that found one client (accept: probe for more only now and then)
 	timer   timeout.Timer // ends a back-off episode
 }
 
@@ -121,7 +122,7 @@ func (l *loop) onEvent(fd int, ev evloop.IOEvent) {
 	case r.s != nil:
 		r.s.onEvent(r.side, ev)
 	case r.ls != nil:
-		l.accept(r.ls)
+		l.accept(r.ls, false)
 	}
 }
 
@@ -176,14 +177,32 @@ func (l *loop) addListener(ls *lsock) error {
 	return l.ev.Add(ls.fd, evloop.ReadEvents)
 }
 
-// accept takes up to acceptBatch connections from ls and returns how many.
-func (l *loop) accept(ls *lsock) int {
+// accept takes up to acceptBatch connections from ls (all: one at a time
+// while clients come one per wake-up, see below) and returns how many.
+func (l *loop) accept(ls *lsock, all bool) int {
 	if ls.closed || ls.paused {
 		return 0
 	}
+	// At a low rate every wake-up finds one client, and trying a second
+	// accept only returns EAGAIN: one system call wasted per session. So
+	// after a wake-up that found one, the next takes one (the listener is
+	// level-triggered: if more wait, the next poll round reports it
+	// again), except every 8th, which takes a batch and finds out whether
+	// the rate has risen (nginx's multi_accept off, with a probe).
+	batch := acceptBatch
+	if !all && ls.singles > 0 && ls.singles%8 != 0 {
+		batch = 1
+	}
 	n := 0
-	for range acceptBatch {
-		nfd, sa, err := unix.Accept4(ls.fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+	defer func() {
+		if n == 1 {
+			ls.singles++
+		} else if n > 1 {
+			ls.singles = 0
+		}
+	}()
+	for range batch {
+		nfd, client, err := accept4(ls.fd)
 		if err != nil {
 			switch {
 			case errors.Is(err, unix.EAGAIN):
@@ -196,7 +215,7 @@ func (l *loop) accept(ls *lsock) int {
 		}
 		n++
 		l.st.accepted.Add(1)
-		l.srv.admit(l, ls.ln, nfd, addrPort(sa))
+		l.srv.admit(l, ls.ln, nfd, client)
 	}
 	return n
 }
@@ -255,7 +274,7 @@ func (l *loop) endBackoff(ls *lsock) {
 		return
 	}
 	ls.paused = false
-	l.accept(ls)
+	l.accept(ls, true)
 	if !ls.paused { // accept drained the queue or hit EAGAIN: the episode is over
 		l.log.Info("accept recovered", zap.String("listener", ls.ln.cfg.Name), zap.Uint64("errors", ls.errs))
 		ls.backoff, ls.errs = 0, 0
@@ -293,7 +312,7 @@ func (l *loop) closeLsock(ls *lsock, stop bool) {
 	}
 	if stop {
 		for range maxDrainRounds {
-			if l.accept(ls) == 0 || ls.paused {
+			if l.accept(ls, true) == 0 || ls.paused {
 				break
 			}
 		}

@@ -481,10 +481,25 @@ func (s *session) flush(d *dir, fd int) bool {
 func (s *session) shutWrite(d *dir, fd int) bool {
 	d.shut = true
 	s.unsplice(d) // the pipe is empty: nothing is pending
+	if o := s.other(d); o.shut && !o.drop {
+		// This FIN ends the session, and the close that checkDone makes
+		// now sends it: both sources reached EOF, so neither socket has
+		// unread bytes that would turn the close into a RST (review P3:
+		// one shutdown fewer per session).
+		return s.checkDone()
+	}
 	if err := unix.Shutdown(fd, unix.SHUT_WR); err != nil && !errors.Is(err, unix.ENOTCONN) {
 		return s.broken(d)
 	}
 	return s.checkDone()
+}
+
+// other is the direction opposite d.
+func (s *session) other(d *dir) *dir {
+	if d == &s.up {
+		return &s.down
+	}
+	return &s.up
 }
 
 // broken ends direction d after a write toward its destination failed

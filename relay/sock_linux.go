@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -45,6 +46,36 @@ func listenTCP(ap netip.AddrPort, reuseport bool, backlog int) (int, netip.AddrP
 		return fail("getsockname", err)
 	}
 	return fd, addrPort(sa), nil
+}
+
+// accept4 is accept4(2) into a sockaddr on the stack: unix.Accept4 returns
+// the peer as a heap Sockaddr, one allocation per client. The listener is
+// non-blocking, so the call cannot sleep and is made as a raw system call.
+func accept4(fd int) (int, netip.AddrPort, error) {
+	var rsa unix.RawSockaddrAny
+	n := uint32(unix.SizeofSockaddrAny)
+	nfd, _, e := unix.RawSyscall6(unix.SYS_ACCEPT4, uintptr(fd), uintptr(unsafe.Pointer(&rsa)),
+		uintptr(unsafe.Pointer(&n)), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
+	if e != 0 {
+		return -1, netip.AddrPort{}, e
+	}
+	return int(nfd), rawAddrPort(&rsa), nil
+}
+
+// rawAddrPort decodes an IPv4 or IPv6 socket address (port in network byte
+// order); anything else is the zero AddrPort.
+func rawAddrPort(rsa *unix.RawSockaddrAny) netip.AddrPort {
+	switch rsa.Addr.Family {
+	case unix.AF_INET:
+		sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(rsa))
+		p := (*[2]byte)(unsafe.Pointer(&sa.Port))
+		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(p[0])<<8|uint16(p[1]))
+	case unix.AF_INET6:
+		sa := (*unix.RawSockaddrInet6)(unsafe.Pointer(rsa))
+		p := (*[2]byte)(unsafe.Pointer(&sa.Port))
+		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), uint16(p[0])<<8|uint16(p[1]))
+	}
+	return netip.AddrPort{}
 }
 
 func sockaddr(ap netip.AddrPort) unix.Sockaddr {

@@ -62,10 +62,10 @@ type Result struct {
 	// when none failed); RequestsPerSec is their rate.
 	Requests       uint64  `json:"requests"`
 	RequestsPerSec float64 `json:"requests_per_sec"`
-	BytesSent      uint64        `json:"bytes_sent"`
-	BytesReceived  uint64        `json:"bytes_received"`
-	BytesPerSec    float64       `json:"bytes_per_sec"` // sent+received
-	BitsPerSec     float64       `json:"bits_per_sec"`
+	BytesSent      uint64  `json:"bytes_sent"`
+	BytesReceived  uint64  `json:"bytes_received"`
+	BytesPerSec    float64 `json:"bytes_per_sec"` // sent+received
+	BitsPerSec     float64 `json:"bits_per_sec"`
 
 	Connect Percentiles `json:"connect"`
 	TTFB    Percentiles `json:"ttfb"`

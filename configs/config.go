@@ -247,12 +247,12 @@ func (r Relay) LoopCount() int {
 
 // Accept configures how client connections are accepted.
 type Accept struct {
-	// Mode is AcceptReusePort (default: every relay loop has its own
-	// SO_REUSEPORT listener per listen address, the kernel spreads clients)
-	// AcceptSingle (one acceptor hands clients to loops round-robin), or
-	// AcceptBalanced (reuseport listeners, and a loop hands each client it
-	// accepts to the loop with the fewest sessions, as Envoy's
-	// exact_balance).
+	// Mode is AcceptBalanced (default: every relay loop has its own
+	// SO_REUSEPORT listener per listen address, and a loop hands a client
+	// it accepts to the loop with clearly fewer sessions, as Envoy's
+	// exact_balance), AcceptReusePort (the kernel's hash alone spreads
+	// clients) or AcceptSingle (one acceptor hands clients to loops
+	// round-robin).
 	Mode string `mapstructure:"mode"`
 	// Backlog is the listen(2) backlog. Default 4096 (the kernel caps it at
 	// net.core.somaxconn).
@@ -388,7 +388,7 @@ func Default() Config {
 			SplicePipes:    16,
 			SplicePipeSize: 256 << 10,
 		},
-		Accept:   Accept{Mode: AcceptReusePort, Backlog: 4096},
+		Accept:   Accept{Mode: AcceptBalanced, Backlog: 4096},
 		Limits:   Limits{MaxSessions: 0},
 		Resolver: Resolver{Workers: 4, Queue: 1024, Timeout: 5 * time.Second},
 		Shutdown: Shutdown{

@@ -51,6 +51,7 @@ Counters are printed when SIGINT or SIGTERM stops it.`,
 	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:9000", "address to listen on (port 0 picks one and prints it)")
 	f.StringVar(&cfg.Mode, "mode", SinkEcho, "echo|discard|banner|source")
 	f.IntVar(&cfg.Loops, "loops", 0, "event loops (0 = number of CPUs)")
+	f.BoolVar(&cfg.Balance, "balance", false, "one acceptor, each connection to the least-loaded loop (even long streams) instead of SO_REUSEPORT per loop")
 	f.StringVar(&cfg.Banner, "banner", "", "banner mode greeting (default "+fmt.Sprintf("%q", DefaultBanner)+")")
 	f.BoolVar(&asJSON, "json", false, "print the exit counters as JSON")
 	return cmd

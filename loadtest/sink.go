@@ -46,6 +46,12 @@ type SinkConfig struct {
 	Mode string
 	// Loops is the number of gnet event loops; 0 means runtime.NumCPU().
 	Loops int
+	// Balance accepts on one socket and gives each connection to the loop
+	// with the fewest (gnet's LeastConnections) instead of one SO_REUSEPORT
+	// socket per loop: a few long streams then land on different loops, so
+	// their per-stream rates measure the system under test, not the
+	// kernel's hash of them onto the sink's loops.
+	Balance bool
 	// Banner is what banner mode sends first; "" means DefaultBanner.
 	Banner string
 }
@@ -115,13 +121,16 @@ func StartSink(ctx context.Context, cfg SinkConfig) (*Sink, error) {
 	opts := []gnet.Option{
 		gnet.WithMulticore(true),
 		gnet.WithNumEventLoop(cfg.Loops),
-		gnet.WithReusePort(true),
+		gnet.WithReusePort(!cfg.Balance),
 		gnet.WithReuseAddr(true),
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 		gnet.WithLogger(zap.NewNop().Sugar()),
 	}
 	if cfg.Mode == SinkSource {
 		opts = append(opts, gnet.WithTicker(true))
+	}
+	if cfg.Balance {
+		opts = append(opts, gnet.WithLoadBalancing(gnet.LeastConnections))
 	}
 	go func() {
 		s.runErr = gnet.Run(h, "tcp://"+addr, opts...)

@@ -298,15 +298,22 @@ func (s *Server) admit(l *loop, ln *listener, fd int, client netip.AddrPort) {
 func (s *Server) release() { s.active.Add(-1) }
 
 // leastLoaded is the loop with the fewest sessions, counting the ones
-// handed to it and not yet adopted; l itself unless another has fewer.
-// It reads each loop's counters once (atomics, no lock): two loops that
-// accept at once may both pick a third, an error of one session.
+// handed to it and not yet adopted; l itself unless that one has fewer by
+// more than an eighth of l's (at least one): a few long sessions are spread
+// exactly, while many short ones, whose counts jitter, are not handed
+// across threads for a difference that is gone a moment later. It reads
+// each loop's counters once (atomics, no lock): two loops that accept at
+// once may both pick a third, an error of one session.
 func (s *Server) leastLoaded(l *loop) *loop {
-	best, min := l, l.st.active.Load()+l.st.queued.Load()
+	local := l.st.active.Load() + l.st.queued.Load()
+	best, min := l, local
 	for _, o := range s.loops {
 		if n := o.st.active.Load() + o.st.queued.Load(); n < min {
 			best, min = o, n
 		}
+	}
+	if local-min < 1+local/8 {
+		return l
 	}
 	return best
 }

@@ -51,6 +51,7 @@
 //	errors_total                     sum of errors
 //	elapsed_s                        wall time (bulk: streaming time)
 //	sessions_per_sec                 sessions / elapsed_s
+//	requests, requests_per_sec       rr round trips completed (Sessions × --requests when none failed) and their rate
 //	bytes_sent, bytes_received       payload bytes, client side
 //	bytes_per_sec, bits_per_sec      (sent+received) / elapsed_s
 //	connect, ttfb, rtt               {"count","p50_us","p90_us","p99_us","p999_us","max_us"} (microseconds)
@@ -63,7 +64,7 @@
 // connect is the connect() time alone (queueing for the pacing caps
 // excluded); ttfb is from the request write (or, with ExpectBanner, from
 // connect) to the first byte back; rtt is from the request write to the last
-// byte back.
+// byte back (with --requests N, of each round trip on the connection).
 //
 // # Non-goals
 //

@@ -103,7 +103,12 @@ func waitClosed(t testing.TB, srv *relay.Server, n uint64) relay.Stats {
 
 // Acceptance 2: the client half-closes and the upstream answers only after
 // reading EOF; and the mirror case.
-func TestHalfCloseClientFirst(t *testing.T) {
+func TestHalfCloseClientFirst(t *testing.T) { halfCloseClientFirst(t) }
+
+// halfCloseClientFirst: the client sends 3 MiB and its FIN, the upstream
+// answers 5 MiB after reading them all; both byte-exact, the session ends
+// as eof. It returns the relay's stats.
+func halfCloseClientFirst(t *testing.T) relay.Stats {
 	const req, resp = 3 << 20, 5 << 20
 	up := newServer(t, func(c *net.TCPConn) {
 		got, n, err := sum(c) // until EOF
@@ -125,9 +130,11 @@ func TestHalfCloseClientFirst(t *testing.T) {
 	if err != nil || n != resp || got != mustSum(2, resp) {
 		t.Fatalf("client got %d bytes err %v match %v", n, err, got == mustSum(2, resp))
 	}
-	if st := waitClosed(t, f.srv, 1); st.Closed["eof"] != 1 {
+	st := waitClosed(t, f.srv, 1)
+	if st.Closed["eof"] != 1 {
 		t.Fatalf("closed %v", st.Closed)
 	}
+	return st
 }
 
 func TestHalfCloseUpstreamFirst(t *testing.T) {

@@ -337,3 +337,34 @@ func TestSetUpstreamsKeepsState(t *testing.T) {
 		t.Fatalf("another pool's upstream: %v", err)
 	}
 }
+
+// Close halts every active check: with four checks in flight on one worker
+// (their upstream never answers a SYN), each probe's socket is closed.
+// Before the fix the drain walked the checker list while halting removed
+// entries from it, so every other check kept its socket.
+func TestCloseHaltsEveryCheck(t *testing.T) {
+	hang := hangingAddr(t)
+	base := testnet.CountFDs(t)
+	p, err := New(Config{Workers: 1, FailAfter: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	withPool := testnet.CountFDs(t)
+	ck := CheckConfig{Interval: time.Minute, Timeout: 50 * time.Second, Rise: 1, Fall: 1} // the first probe starts at once and hangs
+	for _, l := range []string{"a", "b", "c", "d"} {
+		setUpstreams(t, p, l, UpstreamConfig{Addr: hang, Check: ck})
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for testnet.CountFDs(t) < withPool+4 { // one probe socket per check
+		if time.Now().After(deadline) {
+			t.Fatalf("%d fds, want the pool's %d + 4 probes", testnet.CountFDs(t), withPool)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := testnet.CountFDs(t); n != base {
+		t.Fatalf("after Close: %d fds open, %d before the pool", n, base)
+	}
+}

@@ -5,6 +5,7 @@ package connector
 import (
 	"net/netip"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/relayd/relayd/internal/evloop"
@@ -572,7 +573,7 @@ func (w *worker) drain() {
 		w.releaseSlot(s)
 		w.finishLater(r, ErrClosed)
 	}
-	for _, c := range w.checks {
+	for _, c := range slices.Clone(w.checks) { // haltLocked removes c from w.checks
 		c.haltLocked()
 	}
 	w.checks = nil

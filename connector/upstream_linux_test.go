@@ -354,13 +354,7 @@ func TestCloseHaltsEveryCheck(t *testing.T) {
 	for _, l := range []string{"a", "b", "c", "d"} {
 		setUpstreams(t, p, l, UpstreamConfig{Addr: hang, Check: ck})
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for testnet.CountFDs(t) < withPool+4 { // one probe socket per check
-		if time.Now().After(deadline) {
-			t.Fatalf("%d fds, want the pool's %d + 4 probes", testnet.CountFDs(t), withPool)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	eventually(t, 10*time.Second, "one probe socket per check in flight", func() bool { return testnet.CountFDs(t) >= withPool+4 })
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}

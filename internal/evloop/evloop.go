@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/relayd/relayd/timeout"
@@ -56,13 +57,13 @@ type Loop struct {
 	// Tasks posted from any goroutine wait here. The loop takes them once
 	// per round; a poster writes the eventfd only when the loop sleeps (or
 	// is about to), so posts to a busy loop cost no system call.
-	mu       sync.Mutex // guards tasks, sleeping, woken, closed, stopping
+	mu       sync.Mutex // guards tasks, sleeping, woken, closed
 	tasks    []task
 	spare    []task
-	sleeping bool // the loop has found no task and is about to wait, or waits
-	woken    bool // an eventfd write is outstanding
-	closed   bool // Run's polling has ended: Post refuses
-	stopping bool
+	sleeping bool        // the loop has found no task and is about to wait, or waits
+	woken    bool        // an eventfd write is outstanding
+	closed   bool        // Run's polling has ended: Post refuses
+	stopping atomic.Bool // Stop was called: Run returns after this round (read once per round, no lock)
 
 	rounds int // poll rounds so far (tests: an idle loop must not spin)
 
@@ -174,7 +175,7 @@ func (l *Loop) takeTasks(sleepIfNone bool) []task {
 	batch := l.tasks
 	if len(batch) > 0 {
 		l.tasks, l.spare = l.spare[:0], nil
-	} else if sleepIfNone && !l.stopping {
+	} else if sleepIfNone && !l.stopping.Load() {
 		l.sleeping = true
 	}
 	l.mu.Unlock()
@@ -217,7 +218,7 @@ func (l *Loop) Run() (err error) {
 				l.FlushCloses()
 				continue
 			}
-			if l.isStopping() {
+			if l.stopping.Load() {
 				return nil
 			}
 			n, err = pollBlock(l.epfd, l.events, l.timeout())
@@ -255,16 +256,10 @@ func (l *Loop) Run() (err error) {
 		// Events, tasks and timers of this round have run: whatever they
 		// released can be closed (nothing of this batch is left to race).
 		l.FlushCloses()
-		if l.isStopping() {
+		if l.stopping.Load() {
 			return nil
 		}
 	}
-}
-
-func (l *Loop) isStopping() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.stopping
 }
 
 // timeout is how long the loop may sleep, in epoll's milliseconds rounded
@@ -336,9 +331,7 @@ func (l *Loop) doTick() { l.wheel.Advance(l.Refresh()) }
 // goroutine, more than once, and before Run.
 func (l *Loop) Stop() {
 	l.stopOnce.Do(func() {
-		l.mu.Lock()
-		l.stopping = true
-		l.mu.Unlock()
+		l.stopping.Store(true)
 		l.wake()
 	})
 }

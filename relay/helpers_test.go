@@ -71,6 +71,11 @@ func startRelay(t testing.TB, ups []string, mod func(*relay.Config, *connector.C
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		select { // a loop that died during the test (its poller failed) fails it
+		case err := <-srv.Dead():
+			t.Errorf("relay loop died: %v", err)
+		default:
+		}
 		_ = srv.Close()
 		_ = pool.Close()
 		// Counter consistency after every relay test: every accepted client

@@ -3,6 +3,7 @@
 package relay_test
 
 import (
+	"errors"
 	"io"
 	"net"
 	"testing"
@@ -43,8 +44,16 @@ func TestUpdateKeepsSourceLimits(t *testing.T) {
 		t.Helper()
 		// Refused at once with a RST: the dial itself may already see it.
 		if c, err := net.DialTimeout("tcp", f.addr, 5*time.Second); err == nil {
-			expectClosed(t, c)
-			c.Close()
+			t.Cleanup(func() { c.Close() }) // also when the check below fails
+			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if b, err := io.ReadAll(c); isTimeout(err) {
+				// Say what the relay did instead (it failed once in CI under
+				// load and did not again in 300 runs: the counters tell
+				// whether the client was never accepted or was admitted).
+				st := f.srv.Stats()
+				t.Fatalf("connection not closed (got %q); relay: accepted %d, active %d, closed %v; connector: %+v",
+					b, st.Accepted, st.Active, st.Closed, f.pool.Stats())
+			}
 		}
 		waitStat(t, f.srv, "refused by the source limit", closedIs(relay.ReasonRejectedSourceLimit, n))
 	}
@@ -82,4 +91,10 @@ func TestTriesWrapAroundUpstreams(t *testing.T) {
 	if ps := f.pool.Stats(); ps.Failures[connector.ClassRefused] != 3 || ps.Attempts != 3 {
 		t.Fatalf("%d attempts, %d refused; want 3 and 3", ps.Attempts, ps.Failures[connector.ClassRefused])
 	}
+}
+
+// isTimeout reports whether err is a deadline expiry.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

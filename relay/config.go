@@ -46,7 +46,11 @@ type Config struct {
 	// kernel's hash of a few long sessions cannot load one loop alone.
 	Balanced    bool
 	Backlog     int           // listen backlog; 0 = 4096
-	MaxSessions int           // global cap on live sessions; 0 = unlimited
+	MaxSessions int           // global cap on live sessions in this process; 0 = unlimited
+	// Shared, when set, also counts every session against caps shared with
+	// other processes (a multi-process relayd: internal/shm), after this
+	// process's own MaxSessions and the listener's MaxSessions.
+	Shared SharedCaps
 	Tick        time.Duration // timing-wheel resolution; 0 = 10 ms
 	// Splice is SpliceAuto ("" too: bulk directions switch to splice(2),
 	// see splice_linux.go) or SpliceOff (always read/write).
@@ -97,6 +101,9 @@ type ListenerConfig struct {
 	Check       connector.CheckConfig
 	Tries       int // connect attempts in total across upstreams; 0 = len(Upstreams)
 	MaxSessions int // 0 = unlimited
+	// CapKey is the listener's key in Config.Shared (its per-listener cap
+	// across processes); 0 = only the shared global cap.
+	CapKey int
 	// FDs are inherited listening sockets to adopt instead of binding anew
 	// (zero-downtime upgrade): every one is adopted, FDs[i] by loop i mod
 	// the accepting loops (all on loop 0 in single-acceptor mode); loops
@@ -173,7 +180,7 @@ func (c *Config) withDefaults() (Config, error) {
 		cfg.FinTimeout = 30 * time.Second
 	}
 	if cfg.Backlog == 0 {
-		cfg.Backlog = 4096
+		cfg.Backlog = defaultBacklog
 	}
 	if cfg.Tick <= 0 {
 		cfg.Tick = 10 * time.Millisecond

@@ -15,6 +15,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// defaultBacklog is Config.Backlog's default.
+const defaultBacklog = 4096
+
 // ErrServerClosed is returned by Start and AddListener after Shutdown or Close.
 var ErrServerClosed = errors.New("relay: server closed")
 
@@ -31,6 +34,16 @@ type listener struct {
 }
 
 func (ln *listener) release() { ln.st.active.Add(-1) }
+
+// SharedCaps counts sessions against caps that several processes share (see
+// internal/shm): Acquire admits one session under the global cap and the
+// cap of key (a listener's CapKey; 0 = the global one only) or counts
+// nothing and refuses; Release uncounts one. Both are called on the relay
+// loops, so they must not block.
+type SharedCaps interface {
+	Acquire(key int) bool
+	Release(key int)
+}
 
 // config returns the listener's current settings; a session keeps the one
 // it started with.
@@ -276,6 +289,13 @@ func (s *Server) admit(l *loop, ln *listener, fd int, client netip.AddrPort) {
 		ln.st.closed[ReasonRejectedLimit].Add(1)
 		return
 	}
+	if s.cfg.Shared != nil && !s.cfg.Shared.Acquire(ln.cfg.CapKey) {
+		ln.st.active.Add(-1)
+		s.active.Add(-1)
+		l.reject(fd, ReasonRejectedLimit)
+		ln.st.closed[ReasonRejectedLimit].Add(1)
+		return
+	}
 	sess := &session{loop: l, ln: ln, client: client, c: endpoint{fd: fd}}
 	if len(s.loops) > 1 && (!s.cfg.Reuseport || s.cfg.Balanced) {
 		target := s.leastLoaded(l)
@@ -295,7 +315,12 @@ func (s *Server) admit(l *loop, ln *listener, fd int, client netip.AddrPort) {
 	sess.start(l.ev.Refresh())
 }
 
-func (s *Server) release() { s.active.Add(-1) }
+func (s *Server) release(ln *listener) {
+	s.active.Add(-1)
+	if s.cfg.Shared != nil {
+		s.cfg.Shared.Release(ln.cfg.CapKey)
+	}
+}
 
 // leastLoaded is the loop with the fewest sessions, counting the ones
 // handed to it and not yet adopted; l itself unless that one has fewer by

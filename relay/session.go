@@ -717,7 +717,7 @@ func (s *session) close(reason Reason, rst bool) {
 	s.ln.st.bytesUp.Add(s.up.n)
 	s.ln.st.bytesDown.Add(s.down.n)
 	s.ln.release()
-	l.srv.release()
+	l.srv.release(s.ln)
 	if log := l.srv.cfg.Log; log.AccessEnabled() {
 		now := l.ev.Refresh()
 		log.Access(&logging.AccessEntry{

@@ -127,3 +127,14 @@ func adoptListener(fd int, want netip.AddrPort) (int, netip.AddrPort, error) {
 	unix.CloseOnExec(fd)
 	return fd, got, nil
 }
+
+// ListenSocket binds a listening TCP socket on ap (port 0: a free one) the
+// way the relay binds its own: non-blocking, close-on-exec, SO_REUSEADDR,
+// and SO_REUSEPORT if asked. A multi-process master binds its workers'
+// sockets with it and hands them over as ListenerConfig.FDs.
+func ListenSocket(ap netip.AddrPort, reuseport bool, backlog int) (int, netip.AddrPort, error) {
+	if backlog <= 0 {
+		backlog = defaultBacklog
+	}
+	return listenTCP(ap, reuseport, backlog)
+}

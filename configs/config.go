@@ -10,15 +10,36 @@ import (
 // start from Default (or Load, which does) so that "set nothing" means the
 // documented defaults. Field docs state each default and what 0 means.
 type Config struct {
-	Listeners []Listener `mapstructure:"listeners"`
-	Connector Connector  `mapstructure:"connector"`
-	Relay     Relay      `mapstructure:"relay"`
-	Accept    Accept     `mapstructure:"accept"`
-	Limits    Limits     `mapstructure:"limits"`
-	Shutdown  Shutdown   `mapstructure:"shutdown"`
-	Resolver  Resolver   `mapstructure:"resolver"`
-	Log       Log        `mapstructure:"log"`
-	Admin     Admin      `mapstructure:"admin"`
+	// Processes is how many worker processes relay: 1 (default) is one
+	// process, relayd as it always was; N ≥ 2 is a master that binds the
+	// sockets and supervises N workers (the same binary, re-executed);
+	// ProcessesAuto ("auto") is one worker per CPU. relay.* and connector.*
+	// apply per worker. Restart-only.
+	Processes ProcessCount `mapstructure:"processes"`
+	Listeners []Listener   `mapstructure:"listeners"`
+	Connector Connector    `mapstructure:"connector"`
+	Relay     Relay        `mapstructure:"relay"`
+	Accept    Accept       `mapstructure:"accept"`
+	Limits    Limits       `mapstructure:"limits"`
+	Shutdown  Shutdown     `mapstructure:"shutdown"`
+	Resolver  Resolver     `mapstructure:"resolver"`
+	Log       Log          `mapstructure:"log"`
+	Admin     Admin        `mapstructure:"admin"`
+}
+
+// ProcessCount is Config.Processes: a number, or ProcessesAuto.
+type ProcessCount int
+
+// ProcessesAuto, written "auto", is one worker process per CPU.
+const ProcessesAuto ProcessCount = -1
+
+// Workers is the number of worker processes p means on this machine; 1 is
+// the single-process mode (no master).
+func (p ProcessCount) Workers() int {
+	if p == ProcessesAuto {
+		return runtime.NumCPU()
+	}
+	return int(p)
 }
 
 // Listener is one listen address and what to do with its clients.
@@ -388,9 +409,10 @@ func Default() Config {
 			SplicePipes:    16,
 			SplicePipeSize: 256 << 10,
 		},
-		Accept:   Accept{Mode: AcceptBalanced, Backlog: 4096},
-		Limits:   Limits{MaxSessions: 0},
-		Resolver: Resolver{Workers: 4, Queue: 1024, Timeout: 5 * time.Second},
+		Processes: 1,
+		Accept:    Accept{Mode: AcceptBalanced, Backlog: 4096},
+		Limits:    Limits{MaxSessions: 0},
+		Resolver:  Resolver{Workers: 4, Queue: 1024, Timeout: 5 * time.Second},
 		Shutdown: Shutdown{
 			Timeout: 30 * time.Second,
 		},

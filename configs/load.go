@@ -179,8 +179,9 @@ func newSyntaxError(name string, err error) *SyntaxError {
 }
 
 var (
-	configType   = reflect.TypeFor[Config]()
-	durationType = reflect.TypeFor[time.Duration]()
+	configType    = reflect.TypeFor[Config]()
+	durationType  = reflect.TypeFor[time.Duration]()
+	processesType = reflect.TypeFor[ProcessCount]()
 )
 
 // fieldKey is a struct field's config key: its mapstructure tag.
@@ -448,6 +449,19 @@ func describeValue(v any) string {
 // silently changed: a unitless duration (300 would mean 300ns), a fraction
 // for an integer, an integer too large for int.
 func decodeHook(_, to reflect.Type, data any) (any, error) {
+	if to == processesType {
+		if s, ok := data.(string); ok {
+			s = strings.TrimSpace(s)
+			if s == "auto" {
+				return ProcessesAuto, nil
+			}
+			n, err := strconv.Atoi(s)
+			if err != nil {
+				return nil, &hookError{`not a number of processes or "auto"`}
+			}
+			return n, nil
+		}
+	}
 	if to == durationType {
 		switch d := data.(type) {
 		case string:
@@ -576,7 +590,7 @@ func applyEnv(v *viper.Viper, environ []string) []*FieldError {
 		var conv any = val
 		var err error
 		switch {
-		case leaf.typ == durationType, isByteSize(leaf.key):
+		case leaf.typ == durationType, isByteSize(leaf.key), leaf.typ == processesType:
 			// parsed by decode / prepare like a value from the file
 		case leaf.typ.Kind() == reflect.Int:
 			conv, err = strconv.Atoi(strings.TrimSpace(val))

@@ -1,6 +1,7 @@
 package configs
 
 import (
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"os"
@@ -107,6 +108,11 @@ func TestLoadRejects(t *testing.T) {
 		{name: "unknown key inside the second listener",
 			yaml:    minimal + "  - listen: 127.0.0.1:7002\n    upstreams: [127.0.0.1:7001]\n    upstrams: []\n",
 			wantKey: "listeners[1].upstrams"},
+		{name: "processes 0", yaml: minimal + "processes: 0\n", wantKey: "processes",
+			wantMsg: "processes: 0: must be between 1 and 256"},
+		{name: "processes too many", yaml: minimal + "processes: 257\n", wantKey: "processes"},
+		{name: "processes a word", yaml: minimal + "processes: many\n", wantKey: "processes"},
+		{name: "processes from the environment", yaml: minimal, env: []string{"RELAYD_PROCESSES=-3"}, wantKey: "processes"},
 		{name: "negative buffer size", yaml: minimal + "relay:\n  buffer_size: -1\n", wantKey: "relay.buffer_size",
 			wantMsg: "relay.buffer_size: -1: must be between 1024 and 16777216"},
 		{name: "buffer size below minimum", yaml: minimal + "relay:\n  buffer_size: 512\n", wantKey: "relay.buffer_size"},
@@ -670,6 +676,71 @@ func TestYAMLRoundTrip(t *testing.T) {
 	}
 	if !reflect.DeepEqual(back, cfg) {
 		t.Fatalf("round trip changed the config\n got %+v\nwant %+v", back, cfg)
+	}
+}
+
+// processes takes a count or "auto", from the file and the environment,
+// and writes "auto" back (the master re-sends configs as YAML and JSON).
+func TestProcesses(t *testing.T) {
+	for _, tc := range []struct {
+		yaml string
+		env  []string
+		want ProcessCount
+	}{
+		{minimal, nil, 1},
+		{minimal + "processes: 4\n", nil, 4},
+		{minimal + "processes: auto\n", nil, ProcessesAuto},
+		{minimal + "processes: \"3\"\n", nil, 3},
+		{minimal, []string{"RELAYD_PROCESSES=auto"}, ProcessesAuto},
+		{minimal, []string{"RELAYD_PROCESSES=6"}, 6},
+	} {
+		cfg, err := LoadBytes("t.yaml", []byte(tc.yaml), LoadOptions{Env: true, Environ: tc.env})
+		if err != nil {
+			t.Fatalf("%q %v: %v", tc.yaml, tc.env, err)
+		}
+		if cfg.Processes != tc.want {
+			t.Fatalf("%q %v: processes %d, want %d", tc.yaml, tc.env, cfg.Processes, tc.want)
+		}
+		out, err := cfg.YAML()
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := LoadBytes("out.yaml", out, LoadOptions{})
+		if err != nil || back.Processes != tc.want {
+			t.Fatalf("YAML round trip: %v, processes %v\n%s", err, back, out)
+		}
+	}
+	if ProcessesAuto.Workers() != runtime.NumCPU() || ProcessCount(3).Workers() != 3 {
+		t.Fatal("Workers()")
+	}
+}
+
+// A multi-process master sends the effective config to its workers as
+// JSON: every field survives the trip.
+func TestJSONRoundTrip(t *testing.T) {
+	f, err := os.ReadFile("relayd.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	yml := string(f) + "" // the reference file, every key set
+	cfg, err := LoadBytes("relayd.yaml", []byte(yml), LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Processes = ProcessesAuto
+	cfg.Listeners[0].Weights = []int{3}
+	cfg.Listeners[0].Auth.Users = []string{"u:p:w"}
+	cfg.Listeners[0].Check.Interval = 1500 * time.Millisecond
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Config
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(&back, cfg) {
+		t.Fatalf("JSON round trip changed the config\n got %+v\nwant %+v", back, *cfg)
 	}
 }
 

@@ -75,16 +75,19 @@ const (
 	minBufferSize = 1 << 10
 	maxBufferSize = 16 << 20
 	maxLoops      = 1024
-	maxWorkers    = 256
-	maxInflight   = 1 << 16
-	maxQueue      = 1 << 20
-	maxBacklog    = 65535
-	minRingSize   = 64
-	maxRingSize   = 1 << 22
-	maxRetries    = 16
-	minTimeout    = time.Millisecond
-	maxTimeout    = 24 * time.Hour
-	maxIdle       = 7 * 24 * time.Hour
+	// MaxProcesses bounds processes: the master holds one socket per worker
+	// and listener, and the shared session table has a row per worker.
+	MaxProcesses = 256
+	maxWorkers   = 256
+	maxInflight  = 1 << 16
+	maxQueue     = 1 << 20
+	maxBacklog   = 65535
+	minRingSize  = 64
+	maxRingSize  = 1 << 22
+	maxRetries   = 16
+	minTimeout   = time.Millisecond
+	maxTimeout   = 24 * time.Hour
+	maxIdle      = 7 * 24 * time.Hour
 )
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
@@ -135,6 +138,10 @@ func (c *Config) validate() []*FieldError {
 	v.durRange("connector.health.backoff_max", c.Connector.Health.BackoffMax, minTimeout, maxTimeout)
 	if h := c.Connector.Health; h.BackoffMax < h.Backoff {
 		v.add("connector.health.backoff_max", h.BackoffMax, "must not be shorter than connector.health.backoff (%s)", formatDuration(h.Backoff))
+	}
+
+	if c.Processes != ProcessesAuto {
+		v.intRange("processes", int(c.Processes), 1, MaxProcesses)
 	}
 
 	v.intRange("relay.loops", c.Relay.Loops, 0, maxLoops)

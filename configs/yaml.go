@@ -63,6 +63,8 @@ func toNode(v reflect.Value) *yaml.Node {
 	switch {
 	case t == durationType:
 		return scalar("!!str", formatDuration(time.Duration(v.Int())))
+	case t == processesType && ProcessCount(v.Int()) == ProcessesAuto:
+		return scalar("!!str", "auto")
 	case isSection(t):
 		n := &yaml.Node{Kind: yaml.MappingNode}
 		for i := range t.NumField() {

@@ -6,6 +6,8 @@ import (
 	"log"
 	"net"
 	"net/netip"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Errors returned by Config.Validate (and so by New), wrapped with the key
@@ -42,10 +44,23 @@ type Config struct {
 	// accept failures) and the metric handler's collection errors. nil
 	// means the standard logger; zap users pass zap.NewStdLog(z).
 	ErrorLog *log.Logger
+	// Unix says the caller serves the endpoint on a Unix socket it made
+	// (StartListener): a multi-process worker's, which only its master
+	// reads. Listen is then not used or checked.
+	Unix bool
+	// Merger, set in a multi-process master, makes /metrics the merge of
+	// this process's registry and its workers' metrics.
+	Merger *Merger
+	// Collectors are registered beside relayd's own (the master's worker
+	// gauges).
+	Collectors []prometheus.Collector
 }
 
 // Validate checks Listen and the loopback rule. It does not bind.
 func (c Config) Validate() error {
+	if c.Unix {
+		return nil
+	}
 	if c.Listen == "" {
 		return fmt.Errorf("%w: admin.listen is empty (to disable the endpoint, do not start it)", ErrInvalidConfig)
 	}

@@ -58,8 +58,15 @@ func New(cfg Config, src Sources) (*Server, error) {
 	if err := reg.Register(collectors.NewGoCollector()); err != nil {
 		return nil, fmt.Errorf("admin: register go collector: %w", err)
 	}
-	if err := reg.Register(NewCollector(src, cfg.Version)); err != nil {
-		return nil, fmt.Errorf("admin: register relayd collector: %w", err)
+	if cfg.Merger == nil { // a master relays nothing: its relayd_* series are the workers'
+		if err := reg.Register(NewCollector(src, cfg.Version)); err != nil {
+			return nil, fmt.Errorf("admin: register relayd collector: %w", err)
+		}
+	}
+	for _, c := range cfg.Collectors {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("admin: register collector: %w", err)
+		}
 	}
 	s := &Server{cfg: cfg, src: src, reg: reg, done: make(chan struct{})}
 	s.srv = &http.Server{
@@ -85,7 +92,12 @@ func (s *Server) Handler() http.Handler {
 	if s.cfg.ErrorLog != nil {
 		promLog = s.cfg.ErrorLog
 	}
-	mux.Handle("/metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{
+	var g prometheus.Gatherer = s.reg
+	if m := s.cfg.Merger; m != nil {
+		m.own = s.reg
+		g = m
+	}
+	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{
 		ErrorLog: promLog,
 		// A failing source should not blank the whole scrape.
 		ErrorHandling:       promhttp.ContinueOnError,

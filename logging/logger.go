@@ -177,6 +177,11 @@ func newEncoder(format string) zapcore.Encoder {
 // the output itself. Repeated (level, message) pairs are sampled.
 func (l *Logger) Z() *zap.Logger { return l.z }
 
+// SetFields adds fields to every later ordinary line (not access lines); a
+// multi-process worker adds its index. Call it before the logger is shared
+// with other goroutines.
+func (l *Logger) SetFields(fields ...zap.Field) { l.z = l.z.With(fields...) }
+
 // Access queues one access-log entry. It never blocks and does not
 // allocate: the entry is copied by value into a pre-allocated slot and
 // encoded later by the writer goroutine. It is a no-op while the access log

@@ -29,17 +29,7 @@ func startAdmin(cfg *configs.Config, d *daemon, upg *tableflip.Upgrader) (adminS
 		Pprof:       cfg.Admin.Pprof,
 		Version:     versionString(),
 		ErrorLog:    zap.NewStdLog(d.log.Z()),
-	}, admin.Sources{
-		Relay:      d.relay.Stats,
-		Connector:  d.pool.Stats,
-		Upstreams:  d.pool.UpstreamStats,
-		LogDropped: d.log.Dropped,
-		LogWritten: d.log.Written,
-		LogSampled: d.log.Sampled,
-		LogWErrs:   d.log.WriteErrors,
-		Edge:       d.relay.EdgeStats,
-		Ready:      d.ready.Load,
-	})
+	}, daemonSources(d))
 	if err != nil {
 		return adminServer{}, err
 	}
@@ -52,6 +42,21 @@ func startAdmin(cfg *configs.Config, d *daemon, upg *tableflip.Upgrader) (adminS
 	}
 	d.log.Z().Info("admin endpoint", zap.String("listen", ln.Addr().String()), zap.Bool("pprof", cfg.Admin.Pprof))
 	return adminServer{srv}, nil
+}
+
+// daemonSources are d's snapshots for the admin endpoint.
+func daemonSources(d *daemon) admin.Sources {
+	return admin.Sources{
+		Relay:      d.relay.Stats,
+		Connector:  d.pool.Stats,
+		Upstreams:  d.pool.UpstreamStats,
+		LogDropped: d.log.Dropped,
+		LogWritten: d.log.Written,
+		LogSampled: d.log.Sampled,
+		LogWErrs:   d.log.WriteErrors,
+		Edge:       d.relay.EdgeStats,
+		Ready:      d.ready.Load,
+	}
 }
 
 func (a adminServer) close() {

@@ -23,9 +23,10 @@ type daemon struct {
 	pool  *connector.Pool
 	relay *relay.Server
 	addrs map[string]netip.AddrPort
-	fds   fdHandoff   // nil: no upgrade support (demo, tests)
-	ready atomic.Bool // listeners bound and not draining (/readyz)
-	edge  edgeShared  // resolver and own addresses for the edge listeners
+	fds   fdHandoff    // nil: no upgrade support (demo, tests)
+	ready atomic.Bool  // listeners bound and not draining (/readyz)
+	edge  edgeShared   // resolver and own addresses for the edge listeners
+	share *workerShare // nil: a process of its own; else a multi-process worker (worker.go)
 }
 
 // fdHandoff passes listening sockets between an old and a new relayd
@@ -68,6 +69,31 @@ func nofile() uint64 {
 func sessionCap(c *configs.Config) int {
 	n, _ := c.SessionCap(nofile())
 	return n
+}
+
+// sessionCap is the session cap this process enforces itself. A worker of
+// a multi-process relayd keeps only the cap its own open-file limit
+// derives (limits.max_sessions: 0); an explicit limits.max_sessions counts
+// over all workers in the shared table.
+func (d *daemon) sessionCap(c *configs.Config) int {
+	if d.share == nil {
+		return sessionCap(c)
+	}
+	if c.Limits.MaxSessions != 0 {
+		return 0
+	}
+	_, capacity := c.SessionCap(nofile())
+	return capacity
+}
+
+// listenerConfig is l as the relay takes it; in a worker, the listener's
+// max_sessions is counted in the shared table under the master's key.
+func (d *daemon) listenerConfig(l configs.Listener) (relay.ListenerConfig, error) {
+	lc, err := listenerConfig(&d.edge, l)
+	if d.share != nil {
+		lc.MaxSessions, lc.CapKey = 0, d.share.keys[l.Name]
+	}
+	return lc, err
 }
 
 // sessionCapWarning says why an explicit limits.max_sessions cannot be met
@@ -148,7 +174,13 @@ func poolConfig(cfg *configs.Config, log *logging.Logger) connector.Config {
 }
 
 func newDaemon(cfg *configs.Config, log *logging.Logger, fds fdHandoff) (*daemon, error) {
-	d := &daemon{cfg: cfg, log: log, fds: fds}
+	return buildDaemon(&daemon{cfg: cfg, log: log, fds: fds})
+}
+
+// buildDaemon wires d's stages from d.cfg; d.share, if set, makes it a
+// worker of a multi-process relayd.
+func buildDaemon(d *daemon) (*daemon, error) {
+	cfg, log := d.cfg, d.log
 	d.edge.setup(cfg) // edge.go: resolver settings, own addresses for the policies
 	var err error
 	d.pool, err = connector.New(poolConfig(cfg, log))
@@ -157,6 +189,14 @@ func newDaemon(cfg *configs.Config, log *logging.Logger, fds fdHandoff) (*daemon
 	}
 	rc := relayConfig(cfg)
 	rc.Dialer, rc.Log = d.pool, log
+	if d.share != nil {
+		// The master's sockets, one per worker and listener, are all this
+		// process accepts on: loop 0 accepts and hands sessions round-robin
+		// to the others. The caps over all workers are the shared table's.
+		rc.Reuseport, rc.Balanced = false, false
+		rc.Shared = d.share.slot
+		rc.MaxSessions = d.sessionCap(cfg)
+	}
 	if d.relay, err = relay.New(rc); err != nil {
 		_ = d.pool.Close()
 		return nil, err
@@ -175,7 +215,7 @@ func newDaemon(cfg *configs.Config, log *logging.Logger, fds fdHandoff) (*daemon
 // addListener binds (or inherits) a listener's sockets and publishes them
 // for a future upgrade.
 func (d *daemon) addListener(l configs.Listener) error {
-	lc, err := listenerConfig(&d.edge, l)
+	lc, err := d.listenerConfig(l)
 	if err != nil {
 		return err
 	}
@@ -201,8 +241,8 @@ func (d *daemon) start() error {
 		zap.Int("connector_workers", d.cfg.Connector.Workers),
 		zap.Int("connector_max_inflight", d.cfg.Connector.MaxInflight),
 		zap.Int("buffer_size", d.cfg.Relay.BufferSize),
-		zap.String("accept_mode", d.cfg.Accept.Mode),
-		zap.Int("max_sessions", sessionCap(d.cfg)),
+		zap.String("accept_mode", d.acceptMode()),
+		zap.Int("max_sessions", d.sessionCap(d.cfg)),
 		zap.Uint64("open_file_limit", nofile()),
 	}
 	if w := sessionCapWarning(d.cfg); w != "" {
@@ -211,8 +251,20 @@ func (d *daemon) start() error {
 	for name, a := range d.addrs {
 		fields = append(fields, zap.String("listen."+name, a.String()))
 	}
-	d.log.Z().Info("relayd ready", fields...)
+	msg := "relayd ready"
+	if d.share != nil {
+		msg = "worker serving" // the master says "relayd ready" once every worker does
+	}
+	d.log.Z().Info(msg, fields...)
 	return nil
+}
+
+// acceptMode is how this process accepts, for the ready line.
+func (d *daemon) acceptMode() string {
+	if d.share != nil {
+		return "worker: loop 0 accepts on the master's socket and hands out round-robin"
+	}
+	return d.cfg.Accept.Mode
 }
 
 // shutdown drains: stop accepting, wait for sessions until ctx ends, close

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -33,6 +35,8 @@ func tagEcho(t *testing.T, tag byte) *testnet.Server {
 // the tag, echo one message, close. It counts failures and the last tag seen.
 type churn struct {
 	ok, failed atomic.Int64
+	dialFailed atomic.Int64         // of failed: the connect itself
+	failedSrc  map[netip.Addr]int64 // failures by source (startChurnFrom); errMu
 	lastTag    atomic.Int32
 	errMu      sync.Mutex
 	firstErr   error
@@ -40,22 +44,33 @@ type churn struct {
 	stop       chan struct{}
 }
 
-func startChurn(addr string, workers int) *churn {
-	ch := &churn{stop: make(chan struct{})}
-	for range workers {
+func startChurn(addr string, workers int) *churn { return startChurnFrom(addr, workers, nil) }
+
+// startChurnFrom is startChurn with each goroutine dialling from the next
+// of sources in turn (nil: the kernel's choice).
+func startChurnFrom(addr string, workers int, sources []netip.Addr) *churn {
+	ch := &churn{stop: make(chan struct{}), failedSrc: map[netip.Addr]int64{}}
+	for g := range workers {
 		ch.wg.Add(1)
 		go func() {
 			defer ch.wg.Done()
 			buf := make([]byte, 6)
-			for {
+			for i := g; ; i++ {
+				d := net.Dialer{Timeout: 5 * time.Second}
+				var src netip.Addr
+				if len(sources) > 0 {
+					src = sources[i%len(sources)]
+					d.LocalAddr = &net.TCPAddr{IP: src.AsSlice()}
+				}
 				select {
 				case <-ch.stop:
 					return
 				default:
 				}
 				err := func() error {
-					c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+					c, err := d.Dial("tcp", addr)
 					if err != nil {
+						ch.dialFailed.Add(1)
 						return err
 					}
 					defer c.Close()
@@ -79,6 +94,7 @@ func startChurn(addr string, workers int) *churn {
 					if ch.firstErr == nil {
 						ch.firstErr = err
 					}
+					ch.failedSrc[src]++
 					ch.errMu.Unlock()
 				} else {
 					ch.ok.Add(1)
@@ -90,6 +106,13 @@ func startChurn(addr string, workers int) *churn {
 }
 
 func (ch *churn) finish() { close(ch.stop); ch.wg.Wait() }
+
+// failedFrom is the failures by source address (after finish).
+func (ch *churn) failedFrom() map[netip.Addr]int64 {
+	ch.errMu.Lock()
+	defer ch.errMu.Unlock()
+	return maps.Clone(ch.failedSrc)
+}
 
 // longSession streams chunks through the relay for a while and checks the
 // echo byte for byte (sha256), proving an established session survives.

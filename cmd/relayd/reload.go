@@ -23,6 +23,7 @@ func (d *daemon) reload(next *configs.Config) (err error) {
 			restart = append(restart, key)
 		}
 	}
+	same("processes", old.Processes, next.Processes)
 	same("relay.loops", old.Relay.Loops, next.Relay.Loops)
 	same("relay.buffer_size", old.Relay.BufferSize, next.Relay.BufferSize)
 	same("relay.no_delay", old.Relay.NoDelay, next.Relay.NoDelay)
@@ -80,7 +81,7 @@ func (d *daemon) reload(next *configs.Config) (err error) {
 	d.log.SetAccess(next.Log.Access)
 	d.relay.SetTimeouts(next.Relay.IdleTimeout, next.Relay.FinTimeout)
 	d.relay.SetConnectTimeout(next.Connector.ConnectTimeout)
-	d.relay.SetMaxSessions(sessionCap(next))
+	d.relay.SetMaxSessions(d.sessionCap(next))
 
 	var added, removed, updated []string
 	seen := map[string]bool{}
@@ -89,7 +90,7 @@ func (d *daemon) reload(next *configs.Config) (err error) {
 		o, ok := running[l.Name]
 		switch {
 		case ok && o.Listen == l.Listen:
-			lc, err := listenerConfig(&d.edge, l)
+			lc, err := d.listenerConfig(l)
 			if err == nil {
 				err = d.relay.Update(lc)
 			}
@@ -136,6 +137,7 @@ func (d *daemon) reload(next *configs.Config) (err error) {
 // keepRestartOnly copies into eff the running values of the keys a reload
 // cannot change (the ones reload names as needing a restart).
 func keepRestartOnly(eff, running *configs.Config) {
+	eff.Processes = running.Processes
 	eff.Relay.Loops = running.Relay.Loops
 	eff.Relay.BufferSize = running.Relay.BufferSize
 	eff.Relay.NoDelay = running.Relay.NoDelay

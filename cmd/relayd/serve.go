@@ -84,6 +84,9 @@ func serve(cfg *configs.Config, opts configs.LoadOptions, pidFile string) error 
 		defer cancel()
 		_ = log.Close(ctx)
 	}()
+	if cfg.Processes.Workers() > 1 {
+		return serveMaster(cfg, opts, pidFile, log)
+	}
 	upg, err := tableflip.New(tableflip.Options{PIDFile: pidFile})
 	if err != nil {
 		log.Z().Error("startup failed", zap.Error(err))

@@ -80,16 +80,25 @@ func (f *flipper) settle(ready bool) {
 
 func (f *flipper) publish(name string, fds []int) error {
 	for i, fd := range fds {
-		dup, err := unix.Dup(fd) // tableflip dups again; this copy is ours to close
-		if err != nil {
+		if err := publishFD(f.upg, fdName(name, i), fd); err != nil {
 			return err
 		}
-		file := os.NewFile(uintptr(dup), fdName(name, i))
-		err = f.upg.Fds.AddFile(fdName(name, i), file)
-		file.Close()
-		if err != nil {
-			return fmt.Errorf("upgrade: publish %s: %w", fdName(name, i), err)
-		}
+	}
+	return nil
+}
+
+// publishFD offers fd (which stays the caller's) to a future successor
+// under name.
+func publishFD(upg *tableflip.Upgrader, name string, fd int) error {
+	dup, err := unix.Dup(fd) // tableflip dups again; this copy is ours to close
+	if err != nil {
+		return err
+	}
+	file := os.NewFile(uintptr(dup), name)
+	err = upg.Fds.AddFile(name, file)
+	file.Close()
+	if err != nil {
+		return fmt.Errorf("upgrade: publish %s: %w", name, err)
 	}
 	return nil
 }

@@ -72,6 +72,13 @@ type Listener struct {
 	// ModeHTTPConnect (the client names its target, checked by Policy;
 	// Upstreams must then be empty).
 	Mode string `mapstructure:"mode"`
+	// Source is the local address (or addresses) upstream connects are
+	// made from: "" (default) lets the kernel pick; "A", "A,B" or a range
+	// "A-B" (see ParseAddrList) binds each session's connect to the next
+	// address in turn, port picked at connect (IP_BIND_ADDRESS_NO_PORT), as
+	// HAProxy's source / nginx's proxy_bind. Each (source, upstream) pair
+	// has ~28,000 ports, so many sessions to few upstreams need several.
+	Source string `mapstructure:"source"`
 	// MaxSessions caps concurrent sessions on this listener; 0 = no
 	// per-listener cap (Limits.MaxSessions still applies).
 	MaxSessions int `mapstructure:"max_sessions"`

@@ -108,6 +108,8 @@ func TestLoadRejects(t *testing.T) {
 		{name: "unknown key inside the second listener",
 			yaml:    minimal + "  - listen: 127.0.0.1:7002\n    upstreams: [127.0.0.1:7001]\n    upstrams: []\n",
 			wantKey: "listeners[1].upstrams"},
+		{name: "source not an address", yaml: minimal + "    source: 127.0.0.x\n", wantKey: "listeners[0].source"},
+		{name: "source range descending", yaml: minimal + "    source: 127.0.0.9-127.0.0.2\n", wantKey: "listeners[0].source"},
 		{name: "processes 0", yaml: minimal + "processes: 0\n", wantKey: "processes",
 			wantMsg: "processes: 0: must be between 1 and 256"},
 		{name: "processes too many", yaml: minimal + "processes: 257\n", wantKey: "processes"},

@@ -357,6 +357,9 @@ func validateEdge(v *validator, p string, l *Listener) {
 		v.add(p+"proxy_protocol.trusted_sources", nil, "required when proxy_protocol.accept is %q: only these peers may claim another address", pp.Accept)
 	}
 	prefixes(v, p+"proxy_protocol.trusted_sources", pp.TrustedSources)
+	if _, err := ParseAddrList(l.Source); err != nil {
+		v.add(p+"source", l.Source, "%v", err)
+	}
 	prefixes(v, p+"acl.allow", l.ACL.Allow)
 	prefixes(v, p+"acl.deny", l.ACL.Deny)
 

@@ -4,6 +4,7 @@ package connector
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"time"
 
@@ -84,7 +85,7 @@ func (c *checker) onTimer() {
 		c.result(err)
 		return
 	}
-	fd, inProgress, err := w.sa.dial(c.u.key.Addr)
+	fd, inProgress, err := w.sa.dial(c.u.key.Addr, netip.Addr{})
 	switch {
 	case err != nil:
 		c.result(err)

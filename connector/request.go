@@ -32,6 +32,9 @@ type Request struct {
 	Timeout   time.Duration // per attempt, its wait for a slot included; 0 = the pool's ConnectTimeout
 	Handler   Handler
 	Cookie    uint64 // opaque to the connector (the relay's session generation), returned untouched
+	// Source, if valid, is the local address to connect from (one of the
+	// destination's family; otherwise the kernel picks).
+	Source netip.Addr
 
 	// Results, valid in Handler.Connected.
 	FD       int            // connected non-blocking, close-on-exec socket, or -1. Ownership passes to the handler.
@@ -78,7 +81,7 @@ const (
 // of requests. Only after Handler.Connected has run for it (the connector
 // never touches r after that), never while it is queued or in flight.
 func (r *Request) Reset() {
-	r.Addrs, r.Upstreams, r.Tries, r.Timeout, r.Handler, r.Cookie = nil, nil, 0, 0, nil, 0
+	r.Addrs, r.Upstreams, r.Tries, r.Timeout, r.Handler, r.Cookie, r.Source = nil, nil, 0, 0, nil, 0, netip.Addr{}
 	r.FD, r.Addr, r.Upstream, r.Err, r.Attempts, r.Latency = -1, netip.AddrPort{}, nil, nil, 0, 0
 	r.start, r.enq, r.attStart, r.ups, r.idx, r.tried, r.tries, r.timeout, r.lastErr = time.Time{}, time.Time{}, time.Time{}, nil, 0, 0, 0, 0, nil
 	r.p, r.w, r.s, r.prev, r.next, r.inQueue = nil, nil, nil, nil, nil, false

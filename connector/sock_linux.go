@@ -16,15 +16,18 @@ import (
 // the raw form inside the struct, so reusing them keeps a connect free of
 // allocations (a fresh &unix.SockaddrInet4{} per call escapes to the heap).
 type sockaddrs struct {
-	v4 unix.SockaddrInet4
-	v6 unix.SockaddrInet6
+	v4, src4 unix.SockaddrInet4
+	v6, src6 unix.SockaddrInet6
 }
 
 // dial opens a non-blocking, close-on-exec TCP socket and starts connecting
-// it to ap. It returns the fd and whether the connect is still in progress;
+// it to ap, from local address src if src is valid and of ap's family (with
+// IP_BIND_ADDRESS_NO_PORT, so the port is picked at connect for this
+// destination: one source address then serves ~28,000 connects per
+// destination instead of ~28,000 in all). It returns the fd and whether the connect is still in progress;
 // on error no fd is left open. The fd was never registered with any poller,
 // so closing it here cannot race with a pending event (see worker.closeLater).
-func (sa *sockaddrs) dial(ap netip.AddrPort) (fd int, inProgress bool, err error) {
+func (sa *sockaddrs) dial(ap netip.AddrPort, src netip.Addr) (fd int, inProgress bool, err error) {
 	a := ap.Addr()
 	var to unix.Sockaddr
 	family := unix.AF_INET
@@ -40,6 +43,12 @@ func (sa *sockaddrs) dial(ap netip.AddrPort) (fd int, inProgress bool, err error
 	if err != nil {
 		return -1, false, os.NewSyscallError("socket", err)
 	}
+	if src.IsValid() {
+		if err := sa.bindSource(fd, family, src); err != nil {
+			_ = unix.Close(fd)
+			return -1, false, err
+		}
+	}
 	switch err = unix.Connect(fd, to); err {
 	case nil:
 		return fd, false, nil
@@ -50,6 +59,29 @@ func (sa *sockaddrs) dial(ap netip.AddrPort) (fd int, inProgress bool, err error
 	}
 	_ = unix.Close(fd)
 	return -1, false, os.NewSyscallError("connect", err)
+}
+
+// bindSource binds fd to src, port 0, deferring the port to connect. A
+// source of the other family is left out (the kernel picks).
+func (sa *sockaddrs) bindSource(fd, family int, src netip.Addr) error {
+	var from unix.Sockaddr
+	switch {
+	case family == unix.AF_INET && (src.Is4() || src.Is4In6()):
+		sa.src4.Port, sa.src4.Addr = 0, src.Unmap().As4()
+		from = &sa.src4
+	case family == unix.AF_INET6 && src.Is6() && !src.Is4In6():
+		sa.src6.Port, sa.src6.Addr, sa.src6.ZoneId = 0, src.As16(), zoneID(src.Zone())
+		from = &sa.src6
+	default:
+		return nil
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1); err != nil {
+		return os.NewSyscallError("setsockopt IP_BIND_ADDRESS_NO_PORT", err)
+	}
+	if err := unix.Bind(fd, from); err != nil {
+		return os.NewSyscallError("bind", err)
+	}
+	return nil
 }
 
 func zoneID(zone string) uint32 {

@@ -252,7 +252,7 @@ func (w *worker) dial(s *slot) {
 		r.Attempts++
 		w.st.attempts.Add(1)
 	}
-	fd, inProgress, err := w.sa.dial(ap)
+	fd, inProgress, err := w.sa.dial(ap, r.Source)
 	if err != nil {
 		w.endAttempt(s, -1, err)
 		return

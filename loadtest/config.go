@@ -5,8 +5,9 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"strings"
 	"time"
+
+	"github.com/relayd/relayd/configs"
 )
 
 // Load modes.
@@ -197,43 +198,14 @@ func (c LoadConfig) Validate() error {
 }
 
 // maxSourceIPs bounds a --source-ips range.
-const maxSourceIPs = 1 << 16
+const maxSourceIPs = configs.MaxAddrList
 
 // ParseSourceIPs parses "A-B" (an inclusive IPv4 or IPv6 range), "A,B,C" or
 // "A". "" yields nil (kernel-chosen source).
 func ParseSourceIPs(s string) ([]netip.Addr, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return nil, nil
-	}
-	var out []netip.Addr
-	for _, part := range strings.Split(s, ",") {
-		part = strings.TrimSpace(part)
-		lo, hi, isRange := strings.Cut(part, "-")
-		a, err := netip.ParseAddr(strings.TrimSpace(lo))
-		if err != nil {
-			return nil, fmt.Errorf("%w: source-ips %q: %v", ErrBadConfig, part, err)
-		}
-		if !isRange {
-			out = append(out, a)
-			continue
-		}
-		b, err := netip.ParseAddr(strings.TrimSpace(hi))
-		if err != nil {
-			return nil, fmt.Errorf("%w: source-ips %q: %v", ErrBadConfig, part, err)
-		}
-		if a.Is4() != b.Is4() || b.Less(a) {
-			return nil, fmt.Errorf("%w: source-ips %q: not an ascending range", ErrBadConfig, part)
-		}
-		for x := a; ; x = x.Next() {
-			out = append(out, x)
-			if len(out) > maxSourceIPs {
-				return nil, fmt.Errorf("%w: source-ips: more than %d addresses", ErrBadConfig, maxSourceIPs)
-			}
-			if x == b {
-				break
-			}
-		}
+	out, err := configs.ParseAddrList(s)
+	if err != nil {
+		return nil, fmt.Errorf("%w: source-ips: %v", ErrBadConfig, err)
 	}
 	return out, nil
 }

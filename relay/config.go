@@ -45,13 +45,13 @@ type Config struct {
 	// the loop with the fewest sessions when that is not itself, so the
 	// kernel's hash of a few long sessions cannot load one loop alone.
 	Balanced    bool
-	Backlog     int           // listen backlog; 0 = 4096
-	MaxSessions int           // global cap on live sessions in this process; 0 = unlimited
+	Backlog     int // listen backlog; 0 = 4096
+	MaxSessions int // global cap on live sessions in this process; 0 = unlimited
 	// Shared, when set, also counts every session against caps shared with
 	// other processes (a multi-process relayd: internal/shm), after this
 	// process's own MaxSessions and the listener's MaxSessions.
 	Shared SharedCaps
-	Tick        time.Duration // timing-wheel resolution; 0 = 10 ms
+	Tick   time.Duration // timing-wheel resolution; 0 = 10 ms
 	// Splice is SpliceAuto ("" too: bulk directions switch to splice(2),
 	// see splice_linux.go) or SpliceOff (always read/write).
 	Splice         string
@@ -101,6 +101,12 @@ type ListenerConfig struct {
 	Check       connector.CheckConfig
 	Tries       int // connect attempts in total across upstreams; 0 = len(Upstreams)
 	MaxSessions int // 0 = unlimited
+	// Sources are local addresses for upstream connects, one per session
+	// round-robin (IP_BIND_ADDRESS_NO_PORT: the port is picked per
+	// destination); nil = the kernel's choice. Many sessions to few
+	// upstream addresses need several: each (source, destination) pair
+	// has ~28,000 ephemeral ports.
+	Sources []netip.Addr
 	// CapKey is the listener's key in Config.Shared (its per-listener cap
 	// across processes); 0 = only the shared global cap.
 	CapKey int

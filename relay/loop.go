@@ -61,6 +61,7 @@ type loop struct {
 	connectedF func(any) error
 	adoptF     func(any) error
 	reqs       []*connector.Request // free connect requests (newRequest, freeRequest)
+	srcNext    uint64               // round-robin over the listener's Sources
 	out        [128]byte            // handshake replies and PROXY headers are built here and written at once
 }
 
@@ -76,6 +77,10 @@ func (l *loop) newRequest(s *session, addrs []netip.AddrPort, ups []*connector.U
 	}
 	r.Addrs, r.Upstreams, r.Tries, r.Handler, r.Cookie = addrs, ups, tries, s, s.gen
 	r.Timeout = time.Duration(l.srv.connectTimeout.Load())
+	if src := s.ln.config().Sources; len(src) > 0 {
+		l.srcNext++
+		r.Source = src[l.srcNext%uint64(len(src))]
+	}
 	return r
 }
 

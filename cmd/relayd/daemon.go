@@ -119,6 +119,9 @@ func listenerConfig(edge *edgeShared, l configs.Listener) (relay.ListenerConfig,
 		},
 	}
 	var err error
+	if lc.Sources, err = configs.ParseAddrList(l.Source); err != nil {
+		return lc, fmt.Errorf("listener %s: source %w", l.Name, err)
+	}
 	if lc.Addr, err = netip.ParseAddrPort(normalizeListen(l.Listen)); err != nil {
 		return lc, fmt.Errorf("listener %s: %w", l.Name, err)
 	}

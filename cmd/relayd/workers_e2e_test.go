@@ -498,3 +498,30 @@ func TestWorkersUpgradeUnderLoad(t *testing.T) {
 		t.Fatalf("new tree: %v workers up, want 2", got)
 	}
 }
+
+// listeners[].source: upstream connects come from the listed addresses in
+// turn, each relay loop keeping its own turn (the upstream sees them as the
+// peers).
+func TestUpstreamSourceAddresses(t *testing.T) {
+	var mu sync.Mutex
+	peers := map[string]int{}
+	up := tcpServer(t, func(c net.Conn) {
+		mu.Lock()
+		peers[c.RemoteAddr().(*net.TCPAddr).IP.String()]++
+		mu.Unlock()
+		_, _ = io.Copy(c, c)
+	})
+	cfg := strings.Replace(configYAML(up.Addr().String(), ""), "    upstreams:", "    source: 127.0.0.5-127.0.0.7\n    upstreams:", 1)
+	cfg = strings.Replace(cfg, "loops: 2", "loops: 1", 1) // the turn is per loop
+	c := startRelayd(t, cfg, "")
+	for range 9 {
+		s := heldSession(t, c.addr, "from")
+		s.Close()
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := map[string]int{"127.0.0.5": 3, "127.0.0.6": 3, "127.0.0.7": 3}
+	if fmt.Sprint(peers) != fmt.Sprint(want) {
+		t.Fatalf("upstream saw peers %v, want %v", peers, want)
+	}
+}

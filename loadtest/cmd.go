@@ -4,12 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // SinkCommand is `relayd sink`: run a sink until SIGINT/SIGTERM, then print
@@ -17,6 +20,7 @@ import (
 func SinkCommand() *cobra.Command {
 	var cfg SinkConfig
 	var asJSON bool
+	var procs int
 	cmd := &cobra.Command{
 		Use:   "sink",
 		Short: "Run a TCP sink (echo, discard, banner or source) for load tests",
@@ -29,21 +33,31 @@ Counters are printed when SIGINT or SIGTERM stops it.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmdContext(cmd), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			out := cmd.OutOrStdout()
+			if procs > 1 {
+				if err := cfg.Validate(); err != nil {
+					return err
+				}
+				var args []string
+				cmd.Flags().Visit(func(f *pflag.Flag) {
+					if f.Name != "procs" && f.Name != "listen" && f.Name != "json" {
+						args = append(args, "--"+f.Name+"="+f.Value.String())
+					}
+				})
+				st, err := RunSinkProcs(ctx, cfg, procs, args, func(addr string) {
+					fmt.Fprintf(out, "sink listening on %s mode %s (%d processes)\n", addr, modeOr(cfg.Mode, SinkEcho), procs)
+				})
+				printSinkStats(out, st, asJSON)
+				return err
+			}
 			s, err := StartSink(ctx, cfg)
 			if err != nil {
 				return err
 			}
-			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "sink listening on %s mode %s\n", s.Addr(), modeOr(cfg.Mode, SinkEcho))
 			<-ctx.Done()
 			err = s.Close()
-			st := s.Stats()
-			if asJSON {
-				b, _ := json.Marshal(st)
-				fmt.Fprintf(out, "%s\n", b)
-			} else {
-				fmt.Fprintf(out, "accepted %d closed %d bytes_in %d bytes_out %d\n", st.Accepted, st.Closed, st.BytesIn, st.BytesOut)
-			}
+			printSinkStats(out, s.Stats(), asJSON)
 			return err
 		},
 	}
@@ -54,7 +68,17 @@ Counters are printed when SIGINT or SIGTERM stops it.`,
 	f.BoolVar(&cfg.Balance, "balance", false, "one acceptor, each connection to the least-loaded loop (even long streams) instead of SO_REUSEPORT per loop")
 	f.StringVar(&cfg.Banner, "banner", "", "banner mode greeting (default "+fmt.Sprintf("%q", DefaultBanner)+")")
 	f.BoolVar(&asJSON, "json", false, "print the exit counters as JSON")
+	f.IntVar(&procs, "procs", 1, "run this many sink processes on the one SO_REUSEPORT address (each with its own open-file limit); the counters printed at exit are their sums")
 	return cmd
+}
+
+func printSinkStats(out io.Writer, st SinkStats, asJSON bool) {
+	if asJSON {
+		b, _ := json.Marshal(st)
+		fmt.Fprintf(out, "%s\n", b)
+		return
+	}
+	fmt.Fprintf(out, "accepted %d closed %d bytes_in %d bytes_out %d\n", st.Accepted, st.Closed, st.BytesIn, st.BytesOut)
 }
 
 // LoadCommand is `relayd load`: run one load test and print its result.
@@ -66,6 +90,7 @@ func LoadCommand() *cobra.Command {
 		asJSON    bool
 		maxErrors int64
 		maxP99    time.Duration
+		heldFD    int
 	)
 	cmd := &cobra.Command{
 		Use:   "load",
@@ -83,7 +108,21 @@ idle and the connect time for storm and bulk.`,
 			ctx, stop := signal.NotifyContext(cmdContext(cmd), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			cfg.Progress = cmd.ErrOrStderr()
-			res, runErr := Run(ctx, cfg)
+			if heldFD > 0 {
+				held := os.NewFile(uintptr(heldFD), "held")
+				defer held.Close()
+				cfg.Held = func() { _, _ = held.WriteString("held\n") }
+			}
+			var res *Result
+			var runErr error
+			if cfg.Procs > 1 {
+				if err := cfg.Validate(); err != nil {
+					return err
+				}
+				res, runErr = RunProcs(ctx, cfg, func(c LoadConfig, fd int) []string { return childArgs(cmd, c, fd) })
+			} else {
+				res, runErr = Run(ctx, cfg)
+			}
 			if res == nil {
 				return runErr
 			}
@@ -122,10 +161,34 @@ idle and the connect time for storm and bulk.`,
 	f.StringVar(&cfg.ExpectBanner, "expect-banner", "", "read and verify this greeting first on every session")
 	f.StringVar(&cfg.ProgressMode, "progress", "auto", "auto (a live bar on a terminal, a plain line every 5s on stderr otherwise) or off")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object instead of the table")
+	f.IntVar(&cfg.Procs, "procs", 1, "spread the run over this many processes (each with its own open-file limit; sessions, streams, concurrency, pacing and --source-ips divided), merged exactly into one result")
+	f.IntVar(&heldFD, "held-fd", 0, "idle: write the line \"held\" to this open descriptor once every session is open (with --procs, once every child's are), for scripts that measure while they are held")
 	f.Int64Var(&maxErrors, "max-errors", 0, "exit non-zero if more sessions than this fail (0: any failure fails the run; -1 = off)")
 	f.DurationVar(&maxP99, "max-p99", 0, "exit non-zero if the mode's p99 exceeds this (0 = off)")
 	_ = cmd.MarkFlagRequired("target")
 	return cmd
+}
+
+// childArgs is the command line of one --procs child: the flags the user
+// set, but the child's share of the divided ones, JSON out, no progress and
+// no thresholds (the parent checks them on the merged result).
+func childArgs(cmd *cobra.Command, c LoadConfig, heldFD int) []string {
+	own := map[string]bool{"procs": true, "json": true, "progress": true, "sessions": true, "concurrency": true,
+		"connect-rate": true, "max-inflight-connects": true, "source-ips": true, "streams": true, "pid": true,
+		"max-errors": true, "max-p99": true, "held-fd": true}
+	args := []string{"load"}
+	cmd.Flags().Visit(func(f *pflag.Flag) {
+		if !own[f.Name] {
+			args = append(args, "--"+f.Name+"="+f.Value.String())
+		}
+	})
+	args = append(args, "--json", "--progress=off", "--max-errors=-1",
+		"--sessions="+strconv.Itoa(c.Sessions), "--concurrency="+strconv.Itoa(c.Concurrency),
+		"--connect-rate="+strconv.FormatFloat(c.ConnectRate, 'f', -1, 64),
+		"--max-inflight-connects="+strconv.Itoa(c.MaxInflightConnects),
+		"--source-ips="+c.SourceIPs, "--streams="+strconv.Itoa(c.Streams),
+		"--held-fd="+strconv.Itoa(heldFD))
+	return args
 }
 
 // CheckThresholds returns an error wrapping ErrThreshold if more than

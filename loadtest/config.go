@@ -94,6 +94,12 @@ type LoadConfig struct {
 	ProgressMode string
 	// ProgressEvery is the period of the plain progress line; 0 means 5s.
 	ProgressEvery time.Duration
+	// Procs > 1 spreads the run over that many child processes (RunProcs),
+	// each with its own open-file limit; 0 and 1 mean this process alone.
+	Procs int
+	// Held, if set, is called in idle mode once every session is open,
+	// before the hold (a RunProcs child tells its parent so).
+	Held func()
 }
 
 // withDefaults returns c with zero fields filled in.
@@ -171,6 +177,8 @@ func (c LoadConfig) Validate() error {
 		return bad("concurrency %d", c.Concurrency)
 	case c.Sessions < 0:
 		return bad("sessions %d", c.Sessions)
+	case c.Procs < 0 || c.Procs > MaxProcs:
+		return bad("procs %d: want 1..%d", c.Procs, MaxProcs)
 	case c.Size < 0 || c.Size > 16<<20:
 		return bad("size %d (0..16MiB)", c.Size)
 	case c.Streams < 0:
@@ -196,9 +204,6 @@ func (c LoadConfig) Validate() error {
 	}
 	return nil
 }
-
-// maxSourceIPs bounds a --source-ips range.
-const maxSourceIPs = configs.MaxAddrList
 
 // ParseSourceIPs parses "A-B" (an inclusive IPv4 or IPv6 range), "A,B,C" or
 // "A". "" yields nil (kernel-chosen source).

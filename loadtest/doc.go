@@ -60,16 +60,31 @@
 //	idle_open_s                      idle: time to open and prove all sessions
 //	self_rss_before_bytes, self_rss_after_bytes, self_rss_per_session_bytes
 //	target_pid (first), target_pids (all, RSS summed), target_rss_before_bytes, target_rss_after_bytes, target_rss_per_session_bytes
+//	procs                            how many processes made the run (--procs); absent for one
+//	histograms                       {"connect","ttfb","rtt"}: the distributions themselves, HdrHistogram V2 compressed (base64), nanoseconds
 //
 // connect is the connect() time alone (queueing for the pacing caps
 // excluded); ttfb is from the request write (or, with ExpectBanner, from
 // connect) to the first byte back; rtt is from the request write to the last
 // byte back (with --requests N, of each round trip on the connection).
 //
+// # Several processes
+//
+// One process has one open-file limit (20,000 here: 20,000 client sockets at
+// most). RunProcs (`relayd load --procs N`) runs N copies of this binary,
+// each with its share of the sessions, streams, concurrency, pacing and a
+// disjoint slice of SourceIPs (LoadConfig.Split), and merges their JSON
+// results exactly (Merge): counts and bytes summed, histograms added —
+// never percentiles averaged — so the merged percentiles are those of one
+// histogram over every sample (TestMergeIsExact). In idle mode the target's
+// RSS is read once every child holds all its sessions. RunSinkProcs
+// (`relayd sink --procs N`) runs N sinks on one SO_REUSEPORT address and
+// sums their counters.
+//
 // # Non-goals
 //
 // No TLS, no protocol beyond byte echo and greetings, no distributed load
-// (one process; spread with SourceIPs). The sink does not apply backpressure
+// across machines yet (one machine; spread with SourceIPs and --procs). The sink does not apply backpressure
 // beyond gnet's (its buffers are unbounded); it is a test peer, not a relay.
 //
 // # Concurrency

@@ -81,6 +81,9 @@ func (r *runner) idle(ctx context.Context, res *Result) {
 	if h := testHookIdleHeld; h != nil {
 		h()
 	}
+	if r.cfg.Held != nil {
+		r.cfg.Held()
+	}
 	settle()
 	res.SelfRSSAfter, _ = rss(os.Getpid())
 	res.TargetRSSAfter = rssSum(targets)

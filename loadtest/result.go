@@ -88,6 +88,13 @@ type Result struct {
 	TargetRSSBefore     uint64        `json:"target_rss_before_bytes,omitempty"`
 	TargetRSSAfter      uint64        `json:"target_rss_after_bytes,omitempty"`
 	TargetRSSPerSession float64       `json:"target_rss_per_session_bytes,omitempty"`
+
+	// Procs is how many processes made the run (RunProcs); 0 or 1: one.
+	Procs int `json:"procs,omitempty"`
+	// Histograms are the connect, ttfb and rtt distributions themselves
+	// (HdrHistogram's V2 compressed base64 encoding, nanoseconds), so that
+	// runs merge exactly (Merge): histograms added, never percentiles.
+	Histograms map[string]string `json:"histograms,omitempty"`
 }
 
 // JSON is the result as one JSON object (field names in doc.go).
@@ -250,6 +257,7 @@ func (r *recorder) fill(res *Result) {
 	}
 	res.BytesSent, res.BytesReceived = r.bytesSent, r.bytesRcv
 	res.Connect, res.TTFB, res.RTT = percentiles(r.connect), percentiles(r.ttfb), percentiles(r.rtt)
+	res.Histograms = encodeHists(map[string]*hdrhistogram.Histogram{"connect": r.connect, "ttfb": r.ttfb, "rtt": r.rtt})
 	if s := res.Elapsed.Seconds(); s > 0 {
 		res.SessionsPerSec = float64(res.Sessions) / s
 		res.RequestsPerSec = float64(r.requests) / s

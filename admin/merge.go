@@ -37,7 +37,7 @@ type Families map[string]*dto.MetricFamily
 // a worker is replaced; what it counted after that scrape is lost.
 type Merger struct {
 	own    prometheus.Gatherer
-	scrape func(ctx context.Context) map[int]Families
+	scrape func(ctx context.Context, full bool) map[int]Families
 
 	mu      sync.Mutex
 	last    map[int]Families // each worker's last good scrape
@@ -46,8 +46,10 @@ type Merger struct {
 
 // NewMerger merges the registry of the Server it is given to (Config.Merger)
 // with what scrape returns: each running worker's families by index (a
-// worker that did not answer is left out).
-func NewMerger(scrape func(ctx context.Context) map[int]Families) *Merger {
+// worker that did not answer is left out); full: all of them (/metrics),
+// else relayd's own only (RelayPath: what Refresh needs, at a fraction of
+// the cost — the Go and process collectors read the runtime and /proc).
+func NewMerger(scrape func(ctx context.Context, full bool) map[int]Families) *Merger {
 	return &Merger{own: prometheus.NewRegistry(), scrape: scrape, last: map[int]Families{}, retired: Families{}}
 }
 
@@ -74,10 +76,12 @@ func (m *Merger) Retire(w int) {
 	}
 }
 
-// Refresh scrapes the workers and keeps the result for Retire (the master
-// calls it every few seconds, so a killed worker's counts are recent).
-func (m *Merger) Refresh(ctx context.Context) map[int]Families {
-	got := m.scrape(ctx)
+// Refresh scrapes the workers' relayd series and keeps them for Retire (the
+// master calls it every few seconds, so a killed worker's counts are recent).
+func (m *Merger) Refresh(ctx context.Context) { m.refresh(ctx, false) }
+
+func (m *Merger) refresh(ctx context.Context, full bool) map[int]Families {
+	got := m.scrape(ctx, full)
 	m.mu.Lock()
 	for w, f := range got {
 		m.last[w] = f
@@ -90,7 +94,7 @@ func (m *Merger) Refresh(ctx context.Context) map[int]Families {
 func (m *Merger) Gather() ([]*dto.MetricFamily, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	workers := m.Refresh(ctx)
+	workers := m.refresh(ctx, true)
 	own, err := m.own.Gather()
 	out := map[string]*dto.MetricFamily{}
 	add := func(f *dto.MetricFamily, worker string) {
@@ -228,15 +232,20 @@ func labelKey(ls []*dto.LabelPair) string {
 	return b.String()
 }
 
-// ScrapeUnix fetches and parses the text metrics of the admin endpoint
-// served on the Unix socket at path (a worker's).
-func ScrapeUnix(ctx context.Context, path string) (Families, error) {
+// RelayPath serves relayd's own series only (no Go or process collector):
+// what a master needs to keep a worker's counters.
+const RelayPath = "/metrics/relayd"
+
+// ScrapeUnix fetches and parses the text metrics at urlPath ("/metrics" or
+// RelayPath) of the admin endpoint served on the Unix socket at path (a
+// worker's).
+func ScrapeUnix(ctx context.Context, path, urlPath string) (Families, error) {
 	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", path)
 	}, DisableKeepAlives: true}
 	defer tr.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://worker/metrics", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://worker"+urlPath, nil)
 	if err != nil {
 		return nil, err
 	}

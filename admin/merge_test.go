@@ -78,7 +78,7 @@ relayd_connector_latency_seconds_count 5
 func TestMergerSums(t *testing.T) {
 	var mu sync.Mutex
 	workers := map[int]Families{0: families(t, workerA), 1: families(t, workerB)}
-	m := NewMerger(func(context.Context) map[int]Families {
+	m := NewMerger(func(context.Context, bool) map[int]Families {
 		mu.Lock()
 		defer mu.Unlock()
 		return workers

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -34,7 +35,9 @@ type Server struct {
 	cfg Config
 	src Sources
 	reg *prometheus.Registry
-	srv *http.Server
+	// relayReg has relayd's collector alone (RelayPath).
+	relayReg *prometheus.Registry
+	srv      *http.Server
 
 	mu      sync.Mutex
 	ln      net.Listener  // mu guards ln, started
@@ -58,8 +61,10 @@ func New(cfg Config, src Sources) (*Server, error) {
 	if err := reg.Register(collectors.NewGoCollector()); err != nil {
 		return nil, fmt.Errorf("admin: register go collector: %w", err)
 	}
+	relayReg := prometheus.NewRegistry()
 	if cfg.Merger == nil { // a master relays nothing: its relayd_* series are the workers'
-		if err := reg.Register(NewCollector(src, cfg.Version)); err != nil {
+		c := NewCollector(src, cfg.Version)
+		if err := errors.Join(reg.Register(c), relayReg.Register(c)); err != nil {
 			return nil, fmt.Errorf("admin: register relayd collector: %w", err)
 		}
 	}
@@ -68,7 +73,7 @@ func New(cfg Config, src Sources) (*Server, error) {
 			return nil, fmt.Errorf("admin: register collector: %w", err)
 		}
 	}
-	s := &Server{cfg: cfg, src: src, reg: reg, done: make(chan struct{})}
+	s := &Server{cfg: cfg, src: src, reg: reg, relayReg: relayReg, done: make(chan struct{})}
 	s.srv = &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: readHeaderTimeout,
@@ -103,6 +108,9 @@ func (s *Server) Handler() http.Handler {
 		ErrorHandling:       promhttp.ContinueOnError,
 		MaxRequestsInFlight: scrapesAtOnce,
 		Timeout:             scrapeTimeout,
+	}))
+	mux.Handle(RelayPath, promhttp.HandlerFor(s.relayReg, promhttp.HandlerOpts{
+		ErrorLog: promLog, ErrorHandling: promhttp.ContinueOnError, MaxRequestsInFlight: scrapesAtOnce, Timeout: scrapeTimeout,
 	}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		plain(w, http.StatusOK, "ok\n")

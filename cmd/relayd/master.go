@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -41,8 +40,7 @@ type relayMaster struct {
 	sup    *master.Supervisor
 	merger *admin.Merger
 	adm    *admin.Server
-	dir    string // the workers' admin sockets
-	admFDs []int  // worker i's admin socket, or none
+	admFDs []int // worker i's admin socket, or none
 	admF   []*os.File
 
 	// Read by hello under the supervisor's lock; written only inside
@@ -124,7 +122,9 @@ func serveMaster(cfg *configs.Config, opts configs.LoadOptions, pidFile string, 
 		fields = append(fields, zap.String("listen."+name, m.groups[name].addr.String()))
 	}
 	log.Z().Info("relayd ready", fields...)
-	refresh := time.NewTicker(2 * time.Second) // a killed worker's counters are at most this old
+	// A killed worker's counters in the totals are at most this old; each
+	// refresh costs a worker about a millisecond of CPU.
+	refresh := time.NewTicker(10 * time.Second)
 	defer refresh.Stop()
 	upgradeDone := make(chan error, 1)
 	upgrading := false
@@ -173,6 +173,10 @@ func serveMaster(cfg *configs.Config, opts configs.LoadOptions, pidFile string, 
 	}
 }
 
+// drainGrace is how long past shutdown.timeout a worker may take to exit
+// (its log is flushed with a 2 s bound) before the master kills it.
+const drainGrace = 3 * time.Second
+
 func startFailed(log *logging.Logger, err error) error {
 	log.Z().Error("startup failed", zap.Error(err))
 	return err
@@ -185,7 +189,7 @@ func startFailed(log *logging.Logger, err error) error {
 func (m *relayMaster) drain(why string, handoff bool) error {
 	m.draining.Do(func() { close(m.stopping) })
 	timeout := m.cfg.Shutdown.Timeout
-	m.log.Z().Info("draining", zap.String("cause", why), zap.Duration("timeout", timeout), zap.Int("workers", m.n))
+	// First stop listening, then say so: the line means it is done.
 	if handoff {
 		m.stopAdmin() // probes reach the successor's endpoint
 	} else {
@@ -193,9 +197,10 @@ func (m *relayMaster) drain(why string, handoff bool) error {
 			g.shutdown()
 		}
 	}
-	// The workers' own drain ends at shutdown.timeout; a second for them to
-	// exit, then whoever is left is killed.
-	killed := m.sup.Stop(time.Now().Add(timeout + time.Second))
+	m.log.Z().Info("draining", zap.String("cause", why), zap.Duration("timeout", timeout), zap.Int("workers", m.n))
+	// The workers' own drain ends at shutdown.timeout; a few seconds for
+	// them to flush their logs and exit, then whoever is left is killed.
+	killed := m.sup.Stop(time.Now().Add(timeout + drainGrace))
 	m.log.Z().Info("relayd stopped", zap.Int("workers_killed", killed))
 	return nil
 }
@@ -397,20 +402,13 @@ func (m *relayMaster) reload() {
 
 // startAdmin serves the merged metrics and readiness on admin.listen (a
 // socket a successor inherits) and makes each worker a Unix socket to
-// serve its own metrics on, in a private directory.
+// serve its own metrics on.
 func (m *relayMaster) startAdmin(cfg *configs.Config) error {
-	// systemd's RuntimeDirectory= (deploy/relayd.service) if set, else $TMPDIR.
-	dir, err := os.MkdirTemp(os.Getenv("RUNTIME_DIRECTORY"), "relayd-workers-")
-	if err != nil {
-		return fmt.Errorf("admin: %w", err)
-	}
-	m.dir = dir
 	for i := range m.n {
 		ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: m.workerSocket(i), Net: "unix"})
 		if err != nil {
 			return fmt.Errorf("admin: worker socket: %w", err)
 		}
-		ln.SetUnlinkOnClose(false)
 		f, err := ln.File()
 		ln.Close()
 		if err != nil {
@@ -420,6 +418,7 @@ func (m *relayMaster) startAdmin(cfg *configs.Config) error {
 		m.admFDs = append(m.admFDs, int(f.Fd()))
 	}
 	m.merger = admin.NewMerger(m.scrape)
+	var err error
 	m.adm, err = admin.New(admin.Config{
 		Listen: cfg.Admin.Listen, AllowRemote: cfg.Admin.AllowRemote, Pprof: cfg.Admin.Pprof,
 		Version: versionString(), ErrorLog: zap.NewStdLog(m.log.Z()),
@@ -443,14 +442,13 @@ func (m *relayMaster) stopAdmin() {
 	if m.adm != nil {
 		_ = m.adm.Close()
 	}
-	if m.dir != "" {
-		_ = os.RemoveAll(m.dir)
-		m.dir = ""
-	}
 }
 
+// workerSocket is worker i's metrics socket: in the abstract namespace, so
+// that nothing is left on disk whatever ends the master. It serves read-only
+// metrics, as the loopback admin port does, to local processes only.
 func (m *relayMaster) workerSocket(i int) string {
-	return filepath.Join(m.dir, "w"+strconv.Itoa(i)+".sock")
+	return "@relayd-" + strconv.Itoa(os.Getpid()) + "-w" + strconv.Itoa(i)
 }
 
 // ready: every worker serves and the master is not draining.
@@ -474,8 +472,13 @@ func (m *relayMaster) workerInfo() []admin.WorkerInfo {
 	return out
 }
 
-// scrape fetches the metrics of every running worker at once.
-func (m *relayMaster) scrape(ctx context.Context) map[int]admin.Families {
+// scrape fetches the metrics of every running worker at once: all of them
+// (full) or relayd's own.
+func (m *relayMaster) scrape(ctx context.Context, full bool) map[int]admin.Families {
+	path := admin.RelayPath
+	if full {
+		path = "/metrics"
+	}
 	out := map[int]admin.Families{}
 	if m.sup == nil {
 		return out
@@ -489,7 +492,7 @@ func (m *relayMaster) scrape(ctx context.Context) map[int]admin.Families {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			f, err := admin.ScrapeUnix(ctx, m.workerSocket(s.Index))
+			f, err := admin.ScrapeUnix(ctx, m.workerSocket(s.Index), path)
 			if err != nil {
 				return // left out of this scrape; relayd_worker_ready says why not
 			}

@@ -14,9 +14,11 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 
 	"github.com/relayd/relayd/admin"
 	"github.com/relayd/relayd/configs"
@@ -67,6 +69,15 @@ func (w *workerFDs) add(share *workerShare, m master.Msg, fds []int) error {
 	return nil
 }
 
+// A worker is started as /proc/self/exe (the master's very binary, even if
+// the file was replaced since), which makes the kernel name it "exe"; init
+// runs on the main thread, whose name is the process's in ps and top.
+func init() {
+	if len(os.Args) > 1 && os.Args[1] == "worker" {
+		_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&[]byte("relayd\x00")[0])), 0, 0, 0)
+	}
+}
+
 func newWorkerCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:    "worker",
@@ -106,6 +117,9 @@ func runWorker() error {
 	}
 	lc := loggingConfig(&cfg)
 	lc.Output = workerLogOutput(lc.Output, hello.Worker)
+	// The ring is split among the workers (configs/relayd.yaml log.ring_size):
+	// each writes its own share of the lines.
+	lc.RingSize = max(cfg.Log.RingSize/max(hello.Workers, 1), min(cfg.Log.RingSize, 1024))
 	log, err := logging.New(lc)
 	if err != nil {
 		return fail(err)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scale.sh — SESSIONS [100000] concurrent relayed sessions on loopback, each
 # proven by an echo and held HOLD [60s], through multi-process relayd
-# (WORKERS [16] workers), then the same load through nginx (stream,
+# (WORKERS [14] workers), then the same load through nginx (stream,
 # NGINX_WORKERS [one per 4,000 sessions] worker processes), then what HAProxy
 # (one process, 2 threads) reaches under the same open-file limit with
 # HAPROXY_SESSIONS [12000].
@@ -30,7 +30,7 @@
 set -euo pipefail
 
 SESSIONS=${SESSIONS:-100000}
-WORKERS=${WORKERS:-16}
+WORKERS=${WORKERS:-14}
 LOAD_PROCS=${LOAD_PROCS:-6}
 SINK_PROCS=${SINK_PROCS:-6}
 HOLD=${HOLD:-60s}

@@ -307,7 +307,7 @@ admin:
 	}
 }
 
-// SIGHUP ×5 under load with 4 workers: every reload validated once in the
+// SIGHUP ×10 under load with 4 workers: every reload validated once in the
 // master and applied by every worker; long checksummed flows and new
 // sessions all succeed; the last reload moves the upstream (new sessions see
 // it) and adds a listener that every worker serves. Then SIGTERM drains
@@ -322,13 +322,14 @@ func TestWorkersReloadUnderLoadThenTERM(t *testing.T) {
 	srcs := sourceAddrs(19)
 	res := make(chan error, 20)
 	for range 20 {
-		go longSession(c.addr, 20, 50*time.Millisecond, res)
+		go longSession(c.addr, 40, 100*time.Millisecond, res)
 	}
 	ch := startChurnFrom(c.addr, 8, srcs)
 	waitFor(t, 10*time.Second, "churn going", func() bool { return ch.ok.Load() > 100 })
-	for i := range 5 {
+	const reloads = 10
+	for i := range reloads {
 		body := cfg(a.Addr().String(), "")
-		if i == 4 {
+		if i == reloads-1 {
 			body = strings.Replace(cfg(b.Addr().String(), ""), "listeners:\n", fmt.Sprintf("listeners:\n  - name: added\n    listen: %s\n    upstreams: [%s]\n", second, b.Addr()), 1)
 		}
 		if err := os.WriteFile(c.cfgFile, []byte(body), 0o600); err != nil {
@@ -349,7 +350,7 @@ func TestWorkersReloadUnderLoadThenTERM(t *testing.T) {
 	waitFor(t, 10*time.Second, "churn on upstream B", func() bool { return ch.lastTag.Load() == 'B' })
 	ch.finish()
 	if n := ch.failed.Load(); n != 0 {
-		t.Fatalf("%d sessions failed across 5 reloads (first: %v)", n, ch.firstErr)
+		t.Fatalf("%d sessions failed across %d reloads (first: %v)", n, reloads, ch.firstErr)
 	}
 	// The listener the reload added: every worker got its socket, so every
 	// source is served.

@@ -40,33 +40,18 @@ NOFILE=20000
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 tmp=$(mktemp -d /tmp/relayd-compare.XXXXXX)
-pids=()
 made_policy=""
+. "$repo/loadtest/lib.sh"
 
 cleanup() {
-	local p
-	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-	for p in "${pids[@]}"; do
-		for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$p" 2>/dev/null || true
-	done
+	stop_started
 	[ -n "$made_policy" ] && rm -f /usr/sbin/policy-rc.d
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-log() { printf '%s\n' "$*" >&2; }
-
 # --- peers ---------------------------------------------------------------
-stream_module() {
-	local m
-	for m in /usr/lib/nginx/modules/ngx_stream_module.so /usr/lib64/nginx/modules/ngx_stream_module.so; do
-		[ -f "$m" ] && { echo "$m"; return; }
-	done
-	# Built in (nginx -V lists --with-stream without =dynamic)?
-	if command -v nginx >/dev/null && nginx -V 2>&1 | grep -q -- '--with-stream\( \|$\)'; then echo builtin; fi
-}
 
 if ! command -v haproxy >/dev/null || ! command -v nginx >/dev/null || [ -z "$(stream_module)" ] ||
 	! command -v strace >/dev/null || ! command -v jq >/dev/null; then
@@ -90,8 +75,6 @@ log "building relayd and the Go reference relay"
 (cd "$repo" && go build -o "$tmp/relayd" ./cmd/relayd && go build -o "$tmp/gorelay" ./loadtest/gorelay)
 R="$tmp/relayd"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null ||
-	shuf -i 20000-30000 -n 1; }
 
 # wait_port PORT: until something accepts on 127.0.0.1:PORT (10 s).
 wait_port() {
@@ -102,16 +85,6 @@ wait_port() {
 	return 1
 }
 
-# start NAME CMD...: run CMD in the background with the descriptor limit;
-# its PID is left in $last_pid (not printed: a command substitution would
-# run this in a subshell and lose the PID list).
-start() {
-	local name=$1
-	shift
-	(ulimit -n $NOFILE && exec "$@") >"$tmp/$name.out" 2>"$tmp/$name.err" &
-	last_pid=$!
-	pids+=("$last_pid")
-}
 
 sink_port=$(free_port)
 start sink "$R" sink --listen "127.0.0.1:$sink_port" --mode echo

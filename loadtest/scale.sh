@@ -43,28 +43,13 @@ NOFILE=20000
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 tmp=$(mktemp -d /tmp/relayd-scale.XXXXXX)
-pids=()
-
+. "$repo/loadtest/lib.sh"
 cleanup() {
-	local p
-	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-	for p in "${pids[@]}"; do
-		for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$p" 2>/dev/null || true
-	done
+	stop_started
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-log() { printf '%s\n' "$*" >&2; }
-
-stream_module() {
-	local m
-	for m in /usr/lib/nginx/modules/ngx_stream_module.so /usr/lib64/nginx/modules/ngx_stream_module.so; do
-		[ -f "$m" ] && { echo "$m"; return; }
-	done
-	if command -v nginx >/dev/null && nginx -V 2>&1 | grep -q -- '--with-stream\( \|$\)'; then echo builtin; fi
-}
 if ! command -v nginx >/dev/null || [ -z "$(stream_module)" ] || ! command -v haproxy >/dev/null || ! command -v jq >/dev/null; then
 	log "installing nginx, its stream module, haproxy and jq with apt-get"
 	apt-get install -y -qq --no-install-recommends nginx libnginx-mod-stream haproxy jq >/dev/null
@@ -73,14 +58,6 @@ fi
 log "building relayd"
 (cd "$repo" && go build -o "$tmp/relayd" ./cmd/relayd)
 R="$tmp/relayd"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-start() {
-	local name=$1
-	shift
-	(ulimit -n $NOFILE && exec "$@") >"$tmp/$name.out" 2>"$tmp/$name.err" &
-	last_pid=$!
-	pids+=("$last_pid")
-}
 # children PID: PID and its direct children, comma-separated.
 tree() { local c; c=$(pgrep -P "$1" | paste -sd, -); echo "$1${c:+,$c}"; }
 cpu_ticks() { local s=0 p; for p in ${1//,/ }; do s=$((s + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo $s; }

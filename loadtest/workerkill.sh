@@ -26,26 +26,13 @@ NOFILE=20000
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 tmp=$(mktemp -d /tmp/relayd-workerkill.XXXXXX)
-pids=()
+. "$repo/loadtest/lib.sh"
 cleanup() {
-	local p
-	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-	for p in "${pids[@]}"; do
-		for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$p" 2>/dev/null || true
-	done
+	stop_started
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-start() {
-	local name=$1
-	shift
-	(ulimit -n $NOFILE && exec "$@") >"$tmp/$name.out" 2>"$tmp/$name.err" &
-	last_pid=$!
-	pids+=("$last_pid")
-}
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 (cd "$repo" && go build -o "$tmp/relayd" ./cmd/relayd)
 R="$tmp/relayd"

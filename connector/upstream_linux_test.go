@@ -185,13 +185,17 @@ func TestAllDownFailFastThenTrial(t *testing.T) {
 	ups := setUpstreams(t, p, "l", UpstreamConfig{Addr: addr})
 	h := newRecorder(3)
 	r0 := Request{Upstreams: ups, Handler: h, Cookie: 0}
+	// The upstream is marked down after this Submit, so the back-off ends
+	// no earlier than this instant plus the back-off. (Reading the clock
+	// once the failure has reached the test would come later than the
+	// mark by however long the delivery took.)
+	submitted := time.Now()
 	if err := p.Submit(&r0); err != nil {
 		t.Fatal(err)
 	}
 	if r := h.wait(t, 1, 10*time.Second)[0]; !errors.Is(r.Err, syscall.ECONNREFUSED) {
 		t.Fatalf("first request: %v", r.Err)
 	}
-	down := time.Now()
 	events.wait(t, false, 5*time.Second)
 	r1 := Request{Upstreams: ups, Handler: h, Cookie: 1}
 	if err := p.Submit(&r1); err != ErrUpstreamsDown {
@@ -206,7 +210,7 @@ func TestAllDownFailFastThenTrial(t *testing.T) {
 	eventually(t, 10*time.Second, "the trial is admitted", func() bool {
 		return p.Submit(&r2) == nil
 	})
-	if waited := time.Since(down); waited < backoff {
+	if waited := time.Since(submitted); waited < backoff {
 		t.Fatalf("trial admitted after %v, before the %v back-off", waited, backoff)
 	}
 	r := h.wait(t, 1, 10*time.Second)[0]

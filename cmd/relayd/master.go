@@ -77,7 +77,7 @@ func serveMaster(cfg *configs.Config, opts configs.LoadOptions, pidFile string, 
 	defer m.table.Close()
 	defer m.closeGroups()
 	for _, l := range cfg.Listeners {
-		g, err := m.bind(l, true)
+		g, err := m.bind(l, true, cfg.Accept.Backlog)
 		if err != nil {
 			return startFailed(log, err)
 		}
@@ -205,9 +205,10 @@ func (m *relayMaster) drain(why string, handoff bool) error {
 	return nil
 }
 
-// bind makes listener l's group: the predecessor's sockets after an
-// upgrade, else new ones. publish: offer them to a successor.
-func (m *relayMaster) bind(l configs.Listener, inherit bool) (*group, error) {
+// bind makes listener l's group — with inherit, the predecessor's sockets
+// if an upgrade passed any, else new ones with the given listen backlog —
+// and offers it to a future successor.
+func (m *relayMaster) bind(l configs.Listener, inherit bool, backlog int) (*group, error) {
 	addr, err := netip.ParseAddrPort(normalizeListen(l.Listen))
 	if err != nil {
 		return nil, fmt.Errorf("listener %s: %w", l.Name, err)
@@ -233,7 +234,7 @@ func (m *relayMaster) bind(l configs.Listener, inherit bool) (*group, error) {
 			master.CloseAll(g.fds)
 			return nil, fmt.Errorf("listener %s: %w", l.Name, err)
 		}
-	} else if g.fds, g.addr, err = master.BindGroup(addr, m.n, m.backlog()); err != nil {
+	} else if g.fds, g.addr, err = master.BindGroup(addr, m.n, backlog); err != nil {
 		return nil, fmt.Errorf("listener %s: %w", l.Name, err)
 	}
 	for i, fd := range g.fds {
@@ -251,13 +252,6 @@ func (g *group) shutdown() {
 	for _, fd := range g.fds {
 		_ = unix.Shutdown(fd, unix.SHUT_RD)
 	}
-}
-
-func (m *relayMaster) backlog() int {
-	if m.cfg != nil {
-		return m.cfg.Accept.Backlog
-	}
-	return 0
 }
 
 func (m *relayMaster) closeGroups() {
@@ -353,7 +347,7 @@ func (m *relayMaster) reload() {
 			keys[l.Name] = nextKey
 			nextKey++
 		}
-		g, err := m.bind(l, false)
+		g, err := m.bind(l, false, eff.Accept.Backlog)
 		if err = errors.Join(kerr, err); err != nil {
 			for _, g := range bound {
 				master.CloseAll(g.fds)

@@ -94,10 +94,27 @@ func workerPIDs(c *child) map[int]int {
 // master's /metrics is exactly the sum of what the workers did.
 func TestWorkersServeAndMetricsSum(t *testing.T) {
 	up := echoServer(t)
-	c := startRelayd(t, workersYAML(3, up.Addr().String(), ""), "")
+	c := startRelayd(t, workersYAML(3, up.Addr().String(), "accept:\n  backlog: 321\n"), "")
 	adm := adminAddr(t, c)
 	if got := len(workerPIDs(c)); got != 3 {
 		t.Fatalf("%d workers ready, want 3", got)
+	}
+	// The master bound one socket per worker, with accept.backlog.
+	if _, err := exec.LookPath("ss"); err == nil {
+		_, port, _ := net.SplitHostPort(c.addr)
+		out, err := exec.Command("ss", "-Hltn", "sport = :"+port).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		for _, l := range lines {
+			if f := strings.Fields(l); len(f) < 3 || f[2] != "321" {
+				t.Fatalf("listening socket %q: want backlog (Send-Q) 321", l)
+			}
+		}
+		if len(lines) != 3 {
+			t.Fatalf("%d listening sockets on %s, want one per worker:\n%s", len(lines), c.addr, out)
+		}
 	}
 	const perSource = 20
 	srcs := sourceAddrs(19)

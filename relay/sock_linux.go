@@ -96,6 +96,22 @@ func addrPort(sa unix.Sockaddr) netip.AddrPort {
 	return netip.AddrPort{}
 }
 
+// LocalAddr is the address socket fd is bound to (IPv4-mapped addresses
+// unmapped), for callers that check sockets they inherited.
+func LocalAddr(fd int) (netip.AddrPort, error) {
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return netip.AddrPort{}, os.NewSyscallError("getsockname", err)
+	}
+	return addrPort(sa), nil
+}
+
+// SameListen reports whether got, a bound address, is what want asks for
+// (port 0: any port).
+func SameListen(got, want netip.AddrPort) bool {
+	return got.Addr() == want.Addr().Unmap() && (want.Port() == 0 || got.Port() == want.Port())
+}
+
 func setNoDelay(fd int) { _ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1) }
 
 // setLingerZero makes the next close send a RST instead of a FIN, so that a
@@ -118,7 +134,7 @@ func adoptListener(fd int, want netip.AddrPort) (int, netip.AddrPort, error) {
 		return fail(err)
 	}
 	got := addrPort(sa)
-	if got.Addr().Unmap() != want.Addr().Unmap() || (want.Port() != 0 && got.Port() != want.Port()) {
+	if !SameListen(got, want) {
 		return fail(fmt.Errorf("bound to %s", got))
 	}
 	if err := unix.SetNonblock(fd, true); err != nil {

@@ -40,8 +40,7 @@ type relayMaster struct {
 	sup    *master.Supervisor
 	merger *admin.Merger
 	adm    *admin.Server
-	admFDs []int // worker i's admin socket, or none
-	admF   []*os.File
+	admFDs []int // worker i's metrics socket; nil without an admin endpoint
 
 	// Read by hello under the supervisor's lock; written only inside
 	// Update's apply (or before Start), on the main goroutine.
@@ -215,19 +214,7 @@ func (m *relayMaster) bind(l configs.Listener, inherit bool, backlog int) (*grou
 	}
 	g := &group{listen: l.Listen}
 	if inherit {
-		for i := 0; ; i++ {
-			f, err := m.upg.Fds.File(fdName(l.Name, i))
-			if err != nil || f == nil {
-				break
-			}
-			fd, err := unix.Dup(int(f.Fd()))
-			f.Close()
-			if err != nil {
-				break
-			}
-			unix.CloseOnExec(fd)
-			g.fds = append(g.fds, fd)
-		}
+		g.fds = inheritedFDs(m.upg, l.Name)
 	}
 	if len(g.fds) > 0 {
 		if g.addr, err = master.AdoptGroup(g.fds, addr, m.n); err != nil {
@@ -403,13 +390,20 @@ func (m *relayMaster) startAdmin(cfg *configs.Config) error {
 		if err != nil {
 			return fmt.Errorf("admin: worker socket: %w", err)
 		}
-		f, err := ln.File()
+		// A plain copy of the descriptor, held for the master's life (not
+		// ln.File: an *os.File's Fd would switch the socket to blocking).
+		fd := -1
+		rc, err := ln.SyscallConn()
+		if err == nil {
+			cerr := rc.Control(func(s uintptr) { fd, err = unix.Dup(int(s)) })
+			err = errors.Join(err, cerr)
+		}
 		ln.Close()
 		if err != nil {
 			return fmt.Errorf("admin: worker socket: %w", err)
 		}
-		m.admF = append(m.admF, f) // kept: its finalizer would close the fd
-		m.admFDs = append(m.admFDs, int(f.Fd()))
+		unix.CloseOnExec(fd)
+		m.admFDs = append(m.admFDs, fd)
 	}
 	m.merger = admin.NewMerger(m.scrape)
 	var err error

@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/cloudflare/tableflip"
+	"github.com/relayd/relayd/relay"
 	"golang.org/x/sys/unix"
 )
 
@@ -29,18 +30,9 @@ func fdName(listener string, i int) string { return "listener/" + listener + "/"
 
 func (f *flipper) inherited(name string, want netip.AddrPort) []int {
 	var fds []int
-	for i := 0; ; i++ {
-		file, err := f.upg.Fds.File(fdName(name, i))
-		if err != nil || file == nil {
-			return fds
-		}
-		fd, err := unix.Dup(int(file.Fd()))
-		file.Close()
-		if err != nil {
-			return fds
-		}
-		sa, err := unix.Getsockname(fd)
-		if err != nil || !sameAddr(sa, want) {
+	for _, fd := range inheritedFDs(f.upg, name) {
+		got, err := relay.LocalAddr(fd)
+		if err != nil || !relay.SameListen(got, want) {
 			// The new config moved this listener: once this process is
 			// ready, the old socket must stop listening for everyone, or
 			// it would queue clients no one serves (settle).
@@ -49,19 +41,26 @@ func (f *flipper) inherited(name string, want netip.AddrPort) []int {
 		}
 		fds = append(fds, fd)
 	}
+	return fds
 }
 
-func sameAddr(sa unix.Sockaddr, want netip.AddrPort) bool {
-	var got netip.AddrPort
-	switch sa := sa.(type) {
-	case *unix.SockaddrInet4:
-		got = netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
-	case *unix.SockaddrInet6:
-		got = netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), uint16(sa.Port))
-	default:
-		return false
+// inheritedFDs are the sockets a predecessor published for listener name,
+// in order, each a close-on-exec copy the caller owns.
+func inheritedFDs(upg *tableflip.Upgrader, name string) []int {
+	var fds []int
+	for i := 0; ; i++ {
+		file, err := upg.Fds.File(fdName(name, i))
+		if err != nil || file == nil {
+			return fds
+		}
+		fd, err := unix.Dup(int(file.Fd()))
+		file.Close()
+		if err != nil {
+			return fds
+		}
+		unix.CloseOnExec(fd)
+		fds = append(fds, fd)
 	}
-	return got.Addr() == want.Addr().Unmap() && (want.Port() == 0 || got.Port() == want.Port())
 }
 
 // settle ends the start-up: ready reports whether this process got ready

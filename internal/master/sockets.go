@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/relayd/relayd/internal/steer"
 	"github.com/relayd/relayd/relay"
 )
@@ -41,18 +39,11 @@ func AdoptGroup(fds []int, addr netip.AddrPort, n int) (netip.AddrPort, error) {
 	}
 	var bound netip.AddrPort
 	for _, fd := range fds {
-		sa, err := unix.Getsockname(fd)
+		got, err := relay.LocalAddr(fd)
 		if err != nil {
 			return addr, err
 		}
-		var got netip.AddrPort
-		switch sa := sa.(type) {
-		case *unix.SockaddrInet4:
-			got = netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
-		case *unix.SockaddrInet6:
-			got = netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), uint16(sa.Port))
-		}
-		if got.Addr() != addr.Addr().Unmap() || (addr.Port() != 0 && got.Port() != addr.Port()) {
+		if !relay.SameListen(got, addr) {
 			return addr, fmt.Errorf("an inherited socket is bound to %s, not %s", got, addr)
 		}
 		bound = got

@@ -22,7 +22,7 @@ func (r *runner) bulk(ctx context.Context) []StreamResult {
 	for i := range conns {
 		c, ct, err := r.conn.dial(ctx)
 		if err != nil {
-			r.rec.session(ct, 0, 0, 0, 0, fmt.Errorf("connect %s: %w", r.cfg.Target, err))
+			r.rec.end(&outcome{connect: ct, err: fmt.Errorf("connect %s: %w", r.cfg.Target, err)})
 			continue
 		}
 		r.rec.connectOnly(ct)
@@ -31,7 +31,7 @@ func (r *runner) bulk(ctx context.Context) []StreamResult {
 			_ = c.SetDeadline(time.Now().Add(r.cfg.IOTimeout))
 			if err := readExact(c, scratch, []byte(b)); err != nil {
 				c.Close()
-				r.rec.session(0, 0, 0, 0, 0, fmt.Errorf("banner: %w", err))
+				r.rec.end(&outcome{local: localAddr(c), err: fmt.Errorf("banner: %w", err)})
 				continue
 			}
 			_ = c.SetDeadline(time.Time{})
@@ -61,7 +61,7 @@ func (r *runner) bulk(ctx context.Context) []StreamResult {
 			if err != nil {
 				st.Error = Classify(err)
 			}
-			r.rec.session(0, 0, 0, st.BytesSent, st.BytesReceived, err)
+			r.rec.end(&outcome{began: start, sent: st.BytesSent, rcvd: st.BytesReceived, local: localAddr(c), err: err})
 		}()
 	}
 	wg.Wait()

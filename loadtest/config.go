@@ -3,6 +3,7 @@ package loadtest
 import (
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/netip"
 	"time"
@@ -34,6 +35,11 @@ const (
 	DefaultIOTimeout      = 10 * time.Second
 	DefaultIdleWorkers    = 64
 	DefaultStormWorkers   = 128
+	// DefaultOpenLoopOutstanding caps the sessions an open-loop run has
+	// outstanding at once: enough for 2,000 sessions/s to survive a 5 s
+	// stall of the target without the schedule slipping, within one
+	// process's 20,000 descriptors.
+	DefaultOpenLoopOutstanding = 10000
 )
 
 // LoadConfig configures Run. Zero values are documented per field.
@@ -86,14 +92,31 @@ type LoadConfig struct {
 	// ExpectBanner, if set, is read and verified first on every session
 	// (for a banner sink); TTFB is then the time to the banner.
 	ExpectBanner string
+	// Rate > 0 makes the run open-loop (wrk2's model; rr and storm): a
+	// session is due every 1/Rate s whatever the others do, its latency
+	// counts from when it was due, and Concurrency caps the sessions
+	// outstanding (default DefaultOpenLoopOutstanding). A schedule the
+	// generator cannot keep is reported (Result.RateShortfall) and fails
+	// the run's thresholds, never silently slowed.
+	Rate float64
 	// Progress receives the progress display: on a terminal a live bar
-	// refreshed every second, anywhere else (a pipe, a file, CI) one plain
-	// line every ProgressEvery. nil means none.
+	// refreshed every second, anywhere else (a pipe, a file, CI) one
+	// interval report line every Interval. nil means none.
 	Progress io.Writer
 	// ProgressMode is "auto" (default: as described for Progress) or "off".
 	ProgressMode string
-	// ProgressEvery is the period of the plain progress line; 0 means 5s.
-	ProgressEvery time.Duration
+	// Interval is the period of the interval reports (Result.Intervals,
+	// the progress lines, IntervalsJSON); 0 means 1s.
+	Interval time.Duration
+	// IntervalsJSON, if set, receives each interval as one JSON line.
+	IntervalsJSON io.Writer
+	// RecordPath, if set, is the file every session is recorded to (the
+	// format is in record.go); with Procs > 1 the children's segments are
+	// concatenated into it.
+	RecordPath string
+	// Proc is this process's index within a RunProcs run (its records
+	// say so); set by RunProcs.
+	Proc int
 	// Procs > 1 spreads the run over that many child processes (RunProcs),
 	// each with its own open-file limit; 0 and 1 mean this process alone.
 	Procs int
@@ -106,6 +129,9 @@ type LoadConfig struct {
 func (c LoadConfig) withDefaults() LoadConfig {
 	if c.Mode == "" {
 		c.Mode = ModeRR
+	}
+	if c.Concurrency == 0 && c.Rate > 0 {
+		c.Concurrency = DefaultOpenLoopOutstanding
 	}
 	if c.Concurrency == 0 {
 		switch c.Mode {
@@ -122,6 +148,9 @@ func (c LoadConfig) withDefaults() LoadConfig {
 	}
 	if c.Size == 0 {
 		c.Size = DefaultSize
+	}
+	if c.Interval == 0 {
+		c.Interval = DefaultInterval
 	}
 	if c.Streams == 0 {
 		c.Streams = 1
@@ -164,8 +193,16 @@ func (c LoadConfig) Validate() error {
 	default:
 		return bad("progress %q: want auto or off", c.ProgressMode)
 	}
-	if c.ProgressEvery < 0 {
-		return bad("progress interval %v is negative", c.ProgressEvery)
+	if c.Interval < 10*time.Millisecond {
+		return bad("interval %v: want at least 10ms", c.Interval)
+	}
+	switch {
+	case c.Rate < 0 || math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0):
+		return bad("rate %v", c.Rate)
+	case c.Rate > 0 && c.Mode != ModeRR && c.Mode != ModeStorm:
+		return bad("rate: open-loop load is for rr and storm (idle and bulk pace with --connect-rate)")
+	case c.Rate > 0 && c.Requests > 1:
+		return bad("rate with requests %d: open-loop keep-alive is not supported yet; use --requests 1", c.Requests)
 	}
 	switch c.Direction {
 	case DirUp, DirDown, DirBoth:

@@ -25,6 +25,30 @@
 //   - storm: open and close Sessions as fast as pacing allows; connect-time
 //     percentiles and connects/s.
 //
+// # Open and closed loop
+//
+// By default the session modes are closed loop: Concurrency sessions at
+// once, a new one when one ends, so a slow target slows the generator and
+// its stall hides in a lower rate (coordinated omission). With Rate
+// (`--rate R`, rr and storm) the run is open loop, wrk2's model: a session
+// is due every 1/R s on a fixed schedule, each starts in its own goroutine
+// whatever the others do, and its latency counts from when it was due;
+// Concurrency then caps the sessions outstanding (DefaultOpenLoopOutstanding)
+// and a session the cap holds back carries the wait in its latency. A run
+// that could not keep its schedule says so (Result.RateShortfall: the cap
+// was full, or the process is CPU-bound) and fails its thresholds.
+//
+// # Records, intervals, histogram logs
+//
+// RecordPath (`--record`) streams every session to a compact file (format
+// in record.go: ~20–25 bytes a session, ≤ 40 whatever the session, a
+// fixed 256 KiB buffer) read by ReadRecords and by package report. Every
+// Interval (1 s) the run cuts an Interval: sessions and errors that ended
+// in it, bytes, latency p50/p99/max and the latency histogram itself;
+// they are the progress lines off a terminal, the IntervalsJSON lines,
+// Result.Intervals, and (WriteHistLog, `--hist-log`) an HdrHistogram
+// interval log.
+//
 // Every connect goes through one paced connector: at most
 // MaxInflightConnects outstanding at once (1 is smtp-source's rule, which
 // avoids SYN back-off distorting the benchmark), at most ConnectRate starts
@@ -54,16 +78,21 @@
 //	requests, requests_per_sec       rr round trips completed (Sessions × --requests when none failed) and their rate
 //	bytes_sent, bytes_received       payload bytes, client side
 //	bytes_per_sec, bits_per_sec      (sent+received) / elapsed_s
-//	connect, ttfb, rtt               {"count","p50_us","p90_us","p99_us","p999_us","max_us"} (microseconds)
+//	latency, wait, connect, ttfb, rtt {"count","p50_us","p90_us","p99_us","p999_us","max_us"} (microseconds)
+//	start_unix_ns                    when the run started
+//	rate, started_per_sec            open loop: the rate asked for and the rate sessions started at
+//	rate_shortfall                   open loop: why the rate was not kept ("" or absent: it was)
+//	intervals                        [{"t_s","length_s","sessions","errors_total","errors","bytes","sessions_per_sec","bits_per_sec","p50_us","p99_us","max_us","hist"}]
 //	max_inflight_connects_seen       most connects ever outstanding at once
 //	streams                          bulk: [{"bytes_sent","bytes_received","bits_per_sec","error"}]
 //	idle_open_s                      idle: time to open and prove all sessions
 //	self_rss_before_bytes, self_rss_after_bytes, self_rss_per_session_bytes
 //	target_pid (first), target_pids (all, RSS summed), target_rss_before_bytes, target_rss_after_bytes, target_rss_per_session_bytes
 //	procs                            how many processes made the run (--procs); absent for one
-//	histograms                       {"connect","ttfb","rtt"}: the distributions themselves, HdrHistogram V2 compressed (base64), nanoseconds
+//	histograms                       {"latency","wait","connect","ttfb","rtt"}: the distributions themselves, HdrHistogram V2 compressed (base64), nanoseconds
 //
-// connect is the connect() time alone (queueing for the pacing caps
+// latency is each session's time from when it was due (open loop) or
+// began (closed loop) to its end, wait how late it began; connect is the connect() time alone (queueing for the pacing caps
 // excluded); ttfb is from the request write (or, with ExpectBanner, from
 // connect) to the first byte back; rtt is from the request write to the last
 // byte back (with --requests N, of each round trip on the connection).
@@ -83,8 +112,10 @@
 //
 // # Non-goals
 //
-// No TLS, no protocol beyond byte echo and greetings, no distributed load
-// across machines yet (one machine; spread with SourceIPs and --procs). The sink does not apply backpressure
+// No TLS, no protocol beyond byte echo and greetings. Across machines the
+// tool merges runs (Merge, `relayd load merge`, deploy/k8s) but does not
+// start or synchronise them itself. Open-loop keep-alive (--rate with
+// --requests > 1) is refused rather than approximated. The sink does not apply backpressure
 // beyond gnet's (its buffers are unbounded); it is a test peer, not a relay.
 //
 // # Concurrency

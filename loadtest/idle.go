@@ -113,11 +113,13 @@ func settle() {
 // idleOpen opens one session, proves it with an echo, and returns a
 // duplicate of its descriptor; the Go connection is closed.
 func (r *runner) idleOpen(ctx context.Context, id uint64) (fd int, err error) {
+	o := outcome{began: time.Now()}
 	var ct, rtt time.Duration
 	var sent, rcvd uint64
 	defer func() {
 		if ctx.Err() == nil {
-			r.rec.session(ct, 0, rtt, sent, rcvd, err)
+			o.connect, o.rtt, o.sent, o.rcvd, o.err = ct, rtt, sent, rcvd, err
+			r.rec.end(&o)
 		}
 	}()
 	c, ct, err := r.conn.dial(ctx)
@@ -125,6 +127,7 @@ func (r *runner) idleOpen(ctx context.Context, id uint64) (fd int, err error) {
 		return -1, fmt.Errorf("connect %s: %w", r.cfg.Target, err)
 	}
 	defer c.Close()
+	o.local = localAddr(c)
 	bp := r.bufs.Get().(*[]byte)
 	defer r.bufs.Put(bp)
 	buf := *bp

@@ -1,6 +1,7 @@
 package loadtest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/HdrHistogram/hdrhistogram-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/relayd/relayd/internal/testnet"
@@ -487,9 +489,9 @@ func TestPattern(t *testing.T) {
 	}
 }
 
-// Off a terminal (a pipe or a file, as under CI) the progress is a plain line
-// every ProgressEvery, with bytes and Gbit/s for bulk; --progress=off
-// (ProgressMode "off") writes nothing.
+// Off a terminal (a pipe or a file, as under CI) the progress is the
+// interval report, one line every Interval, with bytes and Gbit/s for bulk;
+// --progress=off (ProgressMode "off") writes nothing.
 func TestProgressOffTerminal(t *testing.T) {
 	file := func() *os.File {
 		f, err := os.CreateTemp(t.TempDir(), "progress")
@@ -511,17 +513,17 @@ func TestProgressOffTerminal(t *testing.T) {
 	}
 	echo, discard := startSink(t, SinkEcho), startSink(t, SinkDiscard)
 	f := file()
-	noErrors(t, run(t, LoadConfig{Target: echo.Addr(), Sessions: 200, Concurrency: 2, Progress: f, ProgressEvery: 20 * time.Millisecond}))
-	if out := read(f); !strings.Contains(out, "load: rr ") || !strings.Contains(out, " ok ") {
+	noErrors(t, run(t, LoadConfig{Target: echo.Addr(), Sessions: 200, Concurrency: 2, Progress: f, Interval: 20 * time.Millisecond}))
+	if out := read(f); !strings.Contains(out, "load: rr ") || !strings.Contains(out, " ok/s ") || !strings.Contains(out, " p99 ") {
 		t.Fatalf("rr progress off a terminal: %q", out)
 	}
 	f = file()
-	noErrors(t, run(t, LoadConfig{Target: discard.Addr(), Mode: ModeBulk, Direction: DirUp, Duration: 300 * time.Millisecond, Progress: f, ProgressEvery: 20 * time.Millisecond}))
+	noErrors(t, run(t, LoadConfig{Target: discard.Addr(), Mode: ModeBulk, Direction: DirUp, Duration: 300 * time.Millisecond, Progress: f, Interval: 20 * time.Millisecond}))
 	if out := read(f); !strings.Contains(out, "load: bulk ") || !strings.Contains(out, " moved ") || !strings.Contains(out, "Gbit/s") {
 		t.Fatalf("bulk progress off a terminal: %q", out)
 	}
 	f = file()
-	noErrors(t, run(t, LoadConfig{Target: echo.Addr(), Sessions: 200, Concurrency: 2, Progress: f, ProgressMode: "off", ProgressEvery: time.Millisecond}))
+	noErrors(t, run(t, LoadConfig{Target: echo.Addr(), Sessions: 200, Concurrency: 2, Progress: f, ProgressMode: "off", Interval: 10 * time.Millisecond}))
 	if out := read(f); out != "" {
 		t.Fatalf("--progress=off wrote %q", out)
 	}
@@ -544,5 +546,99 @@ func TestRRLargePayloadBackpressure(t *testing.T) {
 	noErrors(t, res)
 	if res.Sessions != 2 || res.BytesSent != 2*size || res.BytesReceived != 2*size {
 		t.Fatalf("sessions %d sent %d received %d", res.Sessions, res.BytesSent, res.BytesReceived)
+	}
+}
+
+// An open-loop run keeps its schedule: every session due is started, its
+// latency counts from when it was due, and a rate the machine can give is
+// not reported short.
+func TestOpenLoopSchedule(t *testing.T) {
+	echo := startSink(t, SinkEcho)
+	res := run(t, LoadConfig{Target: echo.Addr(), Rate: 200, Sessions: 200})
+	noErrors(t, res)
+	if res.Sessions != 200 || res.Rate != 200 || res.RateShortfall != "" || res.Latency.Count != 200 || res.Wait.Count != 200 {
+		t.Fatalf("sessions %d rate %v shortfall %q latency %d wait %d", res.Sessions, res.Rate, res.RateShortfall, res.Latency.Count, res.Wait.Count)
+	}
+	if err := res.CheckThresholds(Thresholds{}); err != nil {
+		t.Fatal(err)
+	}
+	if res.Latency.P50 < res.RTT.P50 {
+		t.Fatalf("session latency p50 %v below its round trip's %v", res.Latency.P50, res.RTT.P50)
+	}
+}
+
+// A rate the run cannot reach — here, because only 4 sessions may be
+// outstanding — is said in the result and fails the thresholds, and the
+// sessions it held up carry their wait in their latency (coordinated
+// omission corrected, not hidden).
+func TestOpenLoopShortfall(t *testing.T) {
+	echo := startSink(t, SinkEcho)
+	res := run(t, LoadConfig{Target: echo.Addr(), Rate: 1e6, Sessions: 3000, Concurrency: 4})
+	noErrors(t, res)
+	if res.Sessions != 3000 || res.RateShortfall == "" || !strings.Contains(res.RateShortfall, "--concurrency cap") {
+		t.Fatalf("sessions %d shortfall %q", res.Sessions, res.RateShortfall)
+	}
+	err := res.CheckThresholds(Thresholds{MaxErrors: 0})
+	if !errors.Is(err, ErrThreshold) || !strings.Contains(err.Error(), "rate not reached") {
+		t.Fatalf("thresholds: %v", err)
+	}
+	if res.Wait.P99 < time.Millisecond || res.Latency.P99 < res.Wait.P99 {
+		t.Fatalf("wait p99 %v latency p99 %v: the held-up sessions' wait is missing", res.Wait.P99, res.Latency.P99)
+	}
+}
+
+// Open-loop settings a run would misread are refused.
+func TestOpenLoopValidate(t *testing.T) {
+	for _, c := range []LoadConfig{
+		{Target: "127.0.0.1:1", Rate: -1},
+		{Target: "127.0.0.1:1", Rate: 10, Mode: ModeBulk},
+		{Target: "127.0.0.1:1", Rate: 10, Mode: ModeIdle, Sessions: 3},
+		{Target: "127.0.0.1:1", Rate: 10, Requests: 5},
+		{Target: "127.0.0.1:1", Interval: time.Millisecond},
+	} {
+		if err := c.Validate(); !errors.Is(err, ErrBadConfig) {
+			t.Fatalf("%+v: %v", c, err)
+		}
+	}
+}
+
+// Interval reports: one per Interval, their sessions adding up to the
+// run's, each with its latency histogram.
+func TestIntervals(t *testing.T) {
+	echo := startSink(t, SinkEcho)
+	var lines bytes.Buffer
+	res := run(t, LoadConfig{Target: echo.Addr(), Rate: 400, Duration: 600 * time.Millisecond, Interval: 100 * time.Millisecond, IntervalsJSON: &lines})
+	noErrors(t, res)
+	var sum uint64
+	for _, iv := range res.Intervals {
+		sum += iv.Sessions
+		if iv.Sessions > 0 && (iv.Hist == "" || iv.P99 <= 0) {
+			t.Fatalf("interval %+v has no latency", iv)
+		}
+	}
+	if sum != res.Sessions || len(res.Intervals) < 6 {
+		t.Fatalf("%d intervals add up to %d sessions, the run had %d", len(res.Intervals), sum, res.Sessions)
+	}
+	if n := strings.Count(lines.String(), "\n"); n != len(res.Intervals) || strings.Contains(lines.String(), `"hist"`) {
+		t.Fatalf("%d JSON interval lines for %d intervals:\n%s", n, len(res.Intervals), lines.String())
+	}
+	var log bytes.Buffer
+	if err := res.WriteHistLog(&log); err != nil {
+		t.Fatal(err)
+	}
+	rd := hdrhistogram.NewHistogramLogReader(&log)
+	var total int64
+	for {
+		h, err := rd.NextIntervalHistogram()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h == nil {
+			break
+		}
+		total += h.TotalCount()
+	}
+	if uint64(total) != res.Attempts {
+		t.Fatalf("the histogram log holds %d sessions, the run %d", total, res.Attempts)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
@@ -35,7 +36,7 @@ func ParseResult(b []byte) (*Result, error) {
 	if err := json.Unmarshal(b, &raw); err != nil {
 		return nil, fmt.Errorf("loadtest: result: %w", err)
 	}
-	for _, k := range []string{"connect", "ttfb", "rtt"} {
+	for _, k := range histNames {
 		delete(raw, k)
 	}
 	clean, _ := json.Marshal(raw)
@@ -49,14 +50,18 @@ func ParseResult(b []byte) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.Connect, r.TTFB, r.RTT = percentiles(hs["connect"]), percentiles(hs["ttfb"]), percentiles(hs["rtt"])
+	r.setHists(hs)
 	return &r, nil
 }
 
 func decodeHists(enc map[string]string) (map[string]*hdrhistogram.Histogram, error) {
 	out := map[string]*hdrhistogram.Histogram{}
-	for _, name := range []string{"connect", "ttfb", "rtt"} {
+	for _, name := range histNames {
 		s, ok := enc[name]
+		if !ok && (name == "latency" || name == "wait") {
+			out[name] = newHist() // a result of the relayd before them
+			continue
+		}
 		if !ok {
 			return nil, fmt.Errorf("loadtest: result has no %s histogram (from an older relayd load?)", name)
 		}
@@ -78,11 +83,19 @@ func Merge(parts []*Result) (*Result, error) {
 	if len(parts) == 0 {
 		return nil, errors.New("loadtest: nothing to merge")
 	}
-	m := &Result{Mode: parts[0].Mode, Target: parts[0].Target, Errors: map[string]uint64{}, Procs: 0}
+	m := &Result{Mode: parts[0].Mode, Target: parts[0].Target, Errors: map[string]uint64{}, StartUnixNano: parts[0].StartUnixNano}
+	for _, p := range parts {
+		if p.StartUnixNano > 0 && (m.StartUnixNano == 0 || p.StartUnixNano < m.StartUnixNano) {
+			m.StartUnixNano = p.StartUnixNano
+		}
+	}
 	var hs map[string]*hdrhistogram.Histogram
 	for _, p := range parts {
 		if p.Mode != m.Mode {
-			return nil, fmt.Errorf("loadtest: merging a %s run with a %s run", p.Mode, m.Mode)
+			return nil, fmt.Errorf("%w: merging a %s run with a %s run", ErrBadConfig, p.Mode, m.Mode)
+		}
+		if (p.Rate > 0) != (parts[0].Rate > 0) {
+			return nil, fmt.Errorf("%w: merging an open-loop run (--rate) with a closed-loop one", ErrBadConfig)
 		}
 		ph, err := decodeHists(p.Histograms)
 		if err != nil {
@@ -113,15 +126,19 @@ func Merge(parts []*Result) (*Result, error) {
 		m.SelfRSSBefore += p.SelfRSSBefore
 		m.SelfRSSAfter += p.SelfRSSAfter
 		m.Procs += max(p.Procs, 1)
+		m.Rate += p.Rate
+		m.StartedPerSec += p.StartedPerSec
+		if p.RateShortfall != "" {
+			m.RateShortfall = strings.TrimPrefix(m.RateShortfall+"; "+p.RateShortfall, "; ")
+		}
 	}
-	m.Connect, m.TTFB, m.RTT = percentiles(hs["connect"]), percentiles(hs["ttfb"]), percentiles(hs["rtt"])
-	m.Histograms = encodeHists(hs)
-	if s := m.Elapsed.Seconds(); s > 0 {
-		m.SessionsPerSec = float64(m.Sessions) / s
-		m.RequestsPerSec = float64(m.Requests) / s
-		m.BytesPerSec = float64(m.BytesSent+m.BytesReceived) / s
-		m.BitsPerSec = m.BytesPerSec * 8
+	m.setHists(hs)
+	m.rates()
+	iv, err := mergeIntervals(m.StartUnixNano, parts)
+	if err != nil {
+		return nil, err
 	}
+	m.Intervals = iv
 	if m.Mode == ModeIdle && m.Sessions > 0 {
 		m.SelfRSSPerSession = (float64(m.SelfRSSAfter) - float64(m.SelfRSSBefore)) / float64(m.Sessions)
 	}

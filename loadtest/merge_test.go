@@ -1,6 +1,7 @@
 package loadtest
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"reflect"
 	"testing"
@@ -23,8 +24,11 @@ func TestMergeIsExact(t *testing.T) {
 			if i%97 == 0 {
 				err = ErrMismatch
 			}
-			rec.session(ct, rtt, rtt, 64, 64, err)
-			one.session(ct, rtt, rtt, 64, 64, err)
+			began := time.Unix(100, 0).Add(time.Duration(i) * time.Millisecond)
+			o := outcome{intended: began.Add(-time.Duration(p) * time.Millisecond), began: began, connect: ct, ttfb: rtt, rtt: rtt, sent: 64, rcvd: 64, err: err}
+			o2 := o
+			rec.endAt(&o, began.Add(ct+rtt))
+			one.endAt(&o2, began.Add(ct+rtt))
 		}
 		r := &Result{Mode: ModeRR, Target: "t", Elapsed: time.Duration(p+1) * time.Second}
 		rec.fill(r)
@@ -48,7 +52,7 @@ func TestMergeIsExact(t *testing.T) {
 	}
 	want := &Result{Mode: ModeRR, Target: "t", Elapsed: 4 * time.Second}
 	one.fill(want)
-	if m.RTT != want.RTT || m.Connect != want.Connect || m.TTFB != want.TTFB {
+	if m.RTT != want.RTT || m.Connect != want.Connect || m.TTFB != want.TTFB || m.Latency != want.Latency || m.Wait != want.Wait {
 		t.Fatalf("merged percentiles differ from one histogram's:\nrtt %+v\nwant %+v\nconnect %+v\nwant %+v", m.RTT, want.RTT, m.Connect, want.Connect)
 	}
 	if m.Sessions != want.Sessions || m.Attempts != want.Attempts || m.ErrorsTotal != want.ErrorsTotal ||
@@ -66,9 +70,9 @@ func TestMergeIsExact(t *testing.T) {
 
 // Split divides a run over processes without losing or doubling anything.
 func TestSplit(t *testing.T) {
-	c := LoadConfig{Sessions: 10001, Concurrency: 50, ConnectRate: 1000, Streams: 7, SourceIPs: "127.0.0.2-127.0.0.11"}
+	c := LoadConfig{Sessions: 10001, Concurrency: 50, ConnectRate: 1000, Rate: 3000, Streams: 7, SourceIPs: "127.0.0.2-127.0.0.11", RecordPath: "r"}
 	var sessions, streams int
-	var rate float64
+	var rate, open float64
 	seen := map[string]bool{}
 	for i := range 3 {
 		s, err := c.Split(i, 3)
@@ -78,6 +82,10 @@ func TestSplit(t *testing.T) {
 		sessions += s.Sessions
 		streams += s.Streams
 		rate += s.ConnectRate
+		open += s.Rate
+		if s.Proc != i || s.RecordPath != fmt.Sprintf("r.%d", i) {
+			t.Fatalf("child %d: proc %d record %q", i, s.Proc, s.RecordPath)
+		}
 		if s.Concurrency != 17 {
 			t.Fatalf("concurrency %d, want 17", s.Concurrency)
 		}
@@ -89,7 +97,7 @@ func TestSplit(t *testing.T) {
 			seen[a.String()] = true
 		}
 	}
-	if sessions != 10001 || streams != 7 || rate != 1000 || len(seen) != 10 {
-		t.Fatalf("split: %d sessions, %d streams, rate %v, %d sources", sessions, streams, rate, len(seen))
+	if sessions != 10001 || streams != 7 || rate != 1000 || open != 3000 || len(seen) != 10 {
+		t.Fatalf("split: %d sessions, %d streams, rate %v, open-loop rate %v, %d sources", sessions, streams, rate, open, len(seen))
 	}
 }

@@ -41,6 +41,11 @@ func (c LoadConfig) Split(i, n int) (LoadConfig, error) {
 		s.MaxInflightConnects = ceil(c.MaxInflightConnects)
 	}
 	s.ConnectRate = c.ConnectRate / float64(n)
+	s.Rate = c.Rate / float64(n)
+	s.Proc = i
+	if c.RecordPath != "" {
+		s.RecordPath = fmt.Sprintf("%s.%d", c.RecordPath, i)
+	}
 	ips, err := configs.ParseAddrList(c.SourceIPs)
 	if err != nil {
 		return s, fmt.Errorf("%w: source-ips: %v", ErrBadConfig, err)
@@ -160,6 +165,21 @@ func RunProcs(ctx context.Context, cfg LoadConfig, args func(child LoadConfig, h
 		parts = append(parts, r)
 	}
 	rssAfter := <-heldAll
+	if cfg.RecordPath != "" {
+		// One file of every child's segments; a child that left none (or a
+		// cut one) is reported, and its part kept for a look.
+		var segs []string
+		for i := range n {
+			segs = append(segs, fmt.Sprintf("%s.%d", cfg.RecordPath, i))
+		}
+		if err := ConcatRecords(cfg.RecordPath, segs); err != nil {
+			errs = append(errs, err)
+		} else {
+			for _, p := range segs {
+				_ = os.Remove(p)
+			}
+		}
+	}
 	if len(parts) == 0 {
 		return nil, errors.Join(errs...)
 	}

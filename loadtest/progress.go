@@ -40,7 +40,7 @@ func startProgress(cfg LoadConfig, rec *recorder) (stop func()) {
 		return func() {}
 	}
 	if !isTerminal(cfg.Progress) {
-		return startPlainProgress(cfg, rec)
+		return func() {} // the interval reports are the progress (progressPlain)
 	}
 	p := mpb.New(mpb.WithOutput(cfg.Progress), mpb.WithRefreshRate(time.Second), mpb.WithWidth(30))
 	total := int64(cfg.Sessions)
@@ -82,31 +82,8 @@ func startProgress(cfg LoadConfig, rec *recorder) (stop func()) {
 	}
 }
 
-// startPlainProgress writes one line every cfg.ProgressEvery (default 5s)
-// off a terminal, where a redrawn bar would be noise, and one at the end.
-func startPlainProgress(cfg LoadConfig, rec *recorder) (stop func()) {
-	every := cfg.ProgressEvery
-	if every <= 0 {
-		every = 5 * time.Second
-	}
-	start := time.Now()
-	done, finished := make(chan struct{}), make(chan struct{})
-	line := func() {
-		fmt.Fprintf(cfg.Progress, "load: %s %s %.0fs  %s\n", cfg.Mode, cfg.Target, time.Since(start).Seconds(), progressText(cfg, rec, start))
-	}
-	go func() {
-		defer close(finished)
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				line() // the last figures, however short the run
-				return
-			case <-t.C:
-				line()
-			}
-		}
-	}()
-	return func() { close(done); <-finished }
+// progressPlain reports whether the progress is the interval report lines
+// (off a terminal, where a redrawn bar would be noise).
+func progressPlain(cfg LoadConfig) bool {
+	return cfg.Progress != nil && cfg.ProgressMode != "off" && !isTerminal(cfg.Progress)
 }

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io"
 	"sort"
-	"sync"
-	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
@@ -67,9 +65,26 @@ type Result struct {
 	BytesPerSec    float64 `json:"bytes_per_sec"` // sent+received
 	BitsPerSec     float64 `json:"bits_per_sec"`
 
+	// Latency is each session's time from its intended start to its end
+	// (closed loop: from its start); Wait is how late sessions began after
+	// their intended start (open loop; closed loop: 0).
+	Latency Percentiles `json:"latency"`
+	Wait    Percentiles `json:"wait"`
 	Connect Percentiles `json:"connect"`
 	TTFB    Percentiles `json:"ttfb"`
 	RTT     Percentiles `json:"rtt"`
+
+	// StartUnixNano is when the run started (intervals and records count
+	// from it).
+	StartUnixNano int64 `json:"start_unix_ns"`
+	// Rate is the open-loop rate asked for (--rate), StartedPerSec the
+	// rate sessions were actually started at; RateShortfall, if not
+	// empty, says that the rate was not reached and why.
+	Rate          float64 `json:"rate,omitempty"`
+	StartedPerSec float64 `json:"started_per_sec,omitempty"`
+	RateShortfall string  `json:"rate_shortfall,omitempty"`
+	// Intervals are the per-period figures (LoadConfig.Interval).
+	Intervals []Interval `json:"intervals,omitempty"`
 
 	// MaxInflightConnectsSeen is the most connects ever outstanding at once.
 	MaxInflightConnectsSeen int64 `json:"max_inflight_connects_seen"`
@@ -91,7 +106,7 @@ type Result struct {
 
 	// Procs is how many processes made the run (RunProcs); 0 or 1: one.
 	Procs int `json:"procs,omitempty"`
-	// Histograms are the connect, ttfb and rtt distributions themselves
+	// Histograms are the latency, wait, connect, ttfb and rtt distributions themselves
 	// (HdrHistogram's V2 compressed base64 encoding, nanoseconds), so that
 	// runs merge exactly (Merge): histograms added, never percentiles.
 	Histograms map[string]string `json:"histograms,omitempty"`
@@ -127,11 +142,17 @@ func (r *Result) WriteSummary(w io.Writer) error {
 	sort.Strings(kinds)
 	p("errors\t%d\t%v\n", r.ErrorsTotal, kinds)
 	p("max connects in flight\t%d\n", r.MaxInflightConnectsSeen)
+	if r.Rate > 0 {
+		p("open loop\t%.0f/s asked\t%.0f/s started\t%s\n", r.Rate, r.StartedPerSec, r.RateShortfall)
+	}
 	p("\nlatency\tcount\tp50\tp90\tp99\tp99.9\tmax\n")
 	for _, l := range []struct {
 		name string
 		p    Percentiles
-	}{{"connect", r.Connect}, {"ttfb", r.TTFB}, {"rtt", r.RTT}} {
+	}{{"session", r.Latency}, {"wait", r.Wait}, {"connect", r.Connect}, {"ttfb", r.TTFB}, {"rtt", r.RTT}} {
+		if l.name == "wait" && l.p.Max < time.Millisecond {
+			continue // closed loop, or an open loop that kept its schedule
+		}
 		if l.p.Count == 0 {
 			continue
 		}
@@ -165,76 +186,21 @@ func human(b float64) string {
 	return fmt.Sprintf("%.0f B", b)
 }
 
-// recorder collects latencies and error counts from all workers. One mutex
-// for three histograms: recording is a few ns and even 100k sessions/s
-// across 50 workers barely contends, while per-worker histograms would cost
-// ~100 KiB each.
-type recorder struct {
-	mu                  sync.Mutex
-	connect, ttfb, rtt  *hdrhistogram.Histogram
-	errs                map[string]uint64
-	ok, attempts        uint64
-	requests            uint64
-	bytesSent, bytesRcv uint64
-	live                atomic.Uint64 // bulk bytes moved so far, both ways (progress)
+// setHists sets the percentiles and the encoded histograms from hs.
+func (r *Result) setHists(hs map[string]*hdrhistogram.Histogram) {
+	r.Latency, r.Wait = percentiles(hs["latency"]), percentiles(hs["wait"])
+	r.Connect, r.TTFB, r.RTT = percentiles(hs["connect"]), percentiles(hs["ttfb"]), percentiles(hs["rtt"])
+	r.Histograms = encodeHists(hs)
 }
 
-// Histogram range: 1 µs .. 5 min in nanoseconds, 3 significant digits.
-const (
-	histLow  = int64(time.Microsecond)
-	histHigh = int64(5 * time.Minute)
-)
-
-func newRecorder() *recorder {
-	r := &recorder{
-		connect: hdrhistogram.New(histLow, histHigh, 3),
-		ttfb:    hdrhistogram.New(histLow, histHigh, 3),
-		rtt:     hdrhistogram.New(histLow, histHigh, 3),
-		errs:    make(map[string]uint64, len(ErrorKinds)),
+// rates derives the per-second figures from the counts and Elapsed.
+func (r *Result) rates() {
+	if s := r.Elapsed.Seconds(); s > 0 {
+		r.SessionsPerSec = float64(r.Sessions) / s
+		r.RequestsPerSec = float64(r.Requests) / s
+		r.BytesPerSec = float64(r.BytesSent+r.BytesReceived) / s
+		r.BitsPerSec = r.BytesPerSec * 8
 	}
-	for _, k := range ErrorKinds {
-		r.errs[k] = 0
-	}
-	return r
-}
-
-func clampNS(d time.Duration) int64 { return min(max(int64(d), histLow), histHigh) }
-
-// session records one finished session. Zero durations are not recorded.
-func (r *recorder) session(connect, ttfb, rtt time.Duration, sent, rcvd uint64, err error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.attempts++
-	r.bytesSent += sent
-	r.bytesRcv += rcvd
-	if connect > 0 {
-		_ = r.connect.RecordValue(clampNS(connect))
-	}
-	if ttfb > 0 {
-		_ = r.ttfb.RecordValue(clampNS(ttfb))
-	}
-	if rtt > 0 {
-		_ = r.rtt.RecordValue(clampNS(rtt))
-	}
-	if err != nil {
-		r.errs[Classify(err)]++
-		return
-	}
-	r.ok++
-}
-
-// roundTrip records one completed rr round trip of a keep-alive session.
-func (r *recorder) roundTrip(rtt time.Duration) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.requests++
-	_ = r.rtt.RecordValue(clampNS(rtt))
-}
-
-func (r *recorder) snapshot() (ok, attempts, errs uint64) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.ok, r.attempts, r.attempts - r.ok
 }
 
 func percentiles(h *hdrhistogram.Histogram) Percentiles {
@@ -243,32 +209,4 @@ func percentiles(h *hdrhistogram.Histogram) Percentiles {
 	}
 	q := func(p float64) time.Duration { return time.Duration(h.ValueAtQuantile(p)) }
 	return Percentiles{Count: h.TotalCount(), P50: q(50), P90: q(90), P99: q(99), P999: q(99.9), Max: time.Duration(h.Max())}
-}
-
-// fill copies the recorder's totals into res and derives the rates.
-func (r *recorder) fill(res *Result) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	res.Sessions, res.Attempts, res.Requests = r.ok, r.attempts, r.requests
-	res.Errors = make(map[string]uint64, len(r.errs))
-	for k, v := range r.errs {
-		res.Errors[k] = v
-		res.ErrorsTotal += v
-	}
-	res.BytesSent, res.BytesReceived = r.bytesSent, r.bytesRcv
-	res.Connect, res.TTFB, res.RTT = percentiles(r.connect), percentiles(r.ttfb), percentiles(r.rtt)
-	res.Histograms = encodeHists(map[string]*hdrhistogram.Histogram{"connect": r.connect, "ttfb": r.ttfb, "rtt": r.rtt})
-	if s := res.Elapsed.Seconds(); s > 0 {
-		res.SessionsPerSec = float64(res.Sessions) / s
-		res.RequestsPerSec = float64(r.requests) / s
-		res.BytesPerSec = float64(res.BytesSent+res.BytesReceived) / s
-		res.BitsPerSec = res.BytesPerSec * 8
-	}
-}
-
-// connectOnly records a connect time without counting a session.
-func (r *recorder) connectOnly(d time.Duration) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	_ = r.connect.RecordValue(clampNS(d))
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,21 +28,33 @@ func Run(ctx context.Context, cfg LoadConfig) (*Result, error) {
 	}
 	r := &runner{cfg: cfg, conn: conn, rec: newRecorder()}
 	r.bufs.New = func() any { b := make([]byte, r.sessionBufLen()); return &b }
-	res := &Result{Mode: cfg.Mode, Target: cfg.Target}
+	res := &Result{Mode: cfg.Mode, Target: cfg.Target, Rate: cfg.Rate}
+	if cfg.RecordPath != "" {
+		rw, err := createRecordWriter(cfg.RecordPath, RecordHeader{
+			Mode: cfg.Mode, Target: cfg.Target, BaseUnixNano: r.rec.base.UnixNano(),
+			Proc: cfg.Proc, Procs: max(cfg.Procs, 1), Rate: cfg.Rate,
+		})
+		if err != nil {
+			return nil, err
+		}
+		r.rec.rw = rw
+	}
 
 	stopProgress := startProgress(cfg, r.rec)
-	start := time.Now()
+	ivs := startIntervals(cfg, r.rec, progressPlain(cfg))
+	start := r.rec.base
 	switch cfg.Mode {
 	case ModeRR:
-		r.sessions(ctx, r.rrSession)
+		r.sessions(ctx, r.rrSession, res)
 	case ModeStorm:
-		r.sessions(ctx, r.stormSession)
+		r.sessions(ctx, r.stormSession, res)
 	case ModeBulk:
 		res.Streams = r.bulk(ctx)
 	case ModeIdle:
 		r.idle(ctx, res)
 	}
 	res.Elapsed = time.Since(start)
+	res.Intervals = ivs.stop()
 	stopProgress()
 	if cfg.Mode == ModeBulk && len(res.Streams) > 0 {
 		// Bulk rates are over the streaming time, not the connect time.
@@ -49,10 +62,17 @@ func Run(ctx context.Context, cfg LoadConfig) (*Result, error) {
 	}
 	r.rec.fill(res)
 	res.MaxInflightConnectsSeen = conn.highWater.Load()
+	var recErr error
+	if r.rec.rw != nil {
+		r.rec.mu.Lock()
+		recErr = r.rec.rw.close()
+		r.rec.rw = nil
+		r.rec.mu.Unlock()
+	}
 	if err := ctx.Err(); err != nil {
 		return res, fmt.Errorf("loadtest: run interrupted: %w", err)
 	}
-	return res, nil
+	return res, recErr
 }
 
 // runner is one Run's shared state; workers touch it only through the
@@ -71,12 +91,16 @@ type runner struct {
 
 func (r *runner) sessionBufLen() int { return 2*r.cfg.Size + len(r.cfg.ExpectBanner) }
 
-// sessions runs Concurrency workers that each loop: claim a session number,
-// run fn, record. It stops claiming when Sessions have been claimed or
-// Duration has passed; sessions already started finish (bounded by their
-// own timeouts). Cancelling ctx aborts them, and what they fail with then is
-// not counted.
-func (r *runner) sessions(ctx context.Context, fn func(ctx context.Context, id uint64) error) {
+// sessionFunc runs one session that was due at intended and reports it to
+// the recorder.
+type sessionFunc func(ctx context.Context, id uint64, intended time.Time) error
+
+// sessions runs the session modes: closed loop (Concurrency workers each
+// loop claim, run, record) or, with Rate, open loop (openLoop). It stops
+// claiming when Sessions have been claimed or Duration has passed;
+// sessions already started finish (bounded by their own timeouts).
+// Cancelling ctx aborts them, and what they fail with then is not counted.
+func (r *runner) sessions(ctx context.Context, fn sessionFunc, res *Result) {
 	var (
 		next     atomic.Uint64
 		deadline time.Time
@@ -85,6 +109,10 @@ func (r *runner) sessions(ctx context.Context, fn func(ctx context.Context, id u
 	if r.cfg.Mode == ModeRR && r.cfg.Duration > 0 {
 		deadline = time.Now().Add(r.cfg.Duration)
 		r.deadline = deadline
+	}
+	if r.cfg.Rate > 0 {
+		r.openLoop(ctx, fn, deadline, res)
+		return
 	}
 	claim := func() (uint64, bool) {
 		if ctx.Err() != nil || (!deadline.IsZero() && !time.Now().Before(deadline)) {
@@ -109,7 +137,7 @@ func (r *runner) sessions(ctx context.Context, fn func(ctx context.Context, id u
 				if !ok {
 					return
 				}
-				if err := fn(ctx, id); err != nil && ctx.Err() != nil {
+				if err := fn(ctx, id, time.Now()); err != nil && ctx.Err() != nil {
 					return // aborted, not a result
 				}
 			}
@@ -124,12 +152,14 @@ const rrInlineWrite = 32 << 10
 
 // rrSession: connect, [banner], write Size bytes, read them back, verify,
 // close.
-func (r *runner) rrSession(ctx context.Context, id uint64) (err error) {
+func (r *runner) rrSession(ctx context.Context, id uint64, intended time.Time) (err error) {
+	o := outcome{intended: intended, began: time.Now()}
 	var ct, ttfb, rtt time.Duration
 	var sent, rcvd uint64
 	defer func() {
 		if ctx.Err() == nil {
-			r.rec.session(ct, ttfb, rtt, sent, rcvd, err)
+			o.connect, o.ttfb, o.rtt, o.sent, o.rcvd, o.err = ct, ttfb, rtt, sent, rcvd, err
+			r.rec.end(&o)
 		}
 	}()
 	c, ct, err := r.conn.dial(ctx)
@@ -137,6 +167,7 @@ func (r *runner) rrSession(ctx context.Context, id uint64) (err error) {
 		return fmt.Errorf("connect %s: %w", r.cfg.Target, err)
 	}
 	defer c.Close()
+	o.local = localAddr(c)
 	bp := r.bufs.Get().(*[]byte)
 	defer r.bufs.Put(bp)
 	buf := *bp
@@ -157,8 +188,12 @@ func (r *runner) rrSession(ctx context.Context, id uint64) (err error) {
 		if ttfb == 0 {
 			ttfb = first
 		}
+		if err == nil {
+			o.requests = 1
+		}
 		return err
 	}
+	o.trips = true
 	// Keep-alive: many round trips on this connection, each one's RTT
 	// recorded as it completes; no new one starts after the run's end.
 	for req := 0; req < r.cfg.Requests; req++ {
@@ -173,6 +208,8 @@ func (r *runner) rrSession(ctx context.Context, id uint64) (err error) {
 		if rerr != nil {
 			return rerr
 		}
+		o.requests++
+		rtt = max(rtt, d)
 		if ctx.Err() == nil {
 			r.rec.roundTrip(d)
 		}
@@ -236,12 +273,14 @@ func (r *runner) roundTrip(c net.Conn, out, in []byte, sent, rcvd *uint64) (ttfb
 }
 
 // stormSession: connect, [banner], close.
-func (r *runner) stormSession(ctx context.Context, _ uint64) (err error) {
+func (r *runner) stormSession(ctx context.Context, _ uint64, intended time.Time) (err error) {
+	o := outcome{intended: intended, began: time.Now()}
 	var ct, ttfb time.Duration
 	var rcvd uint64
 	defer func() {
 		if ctx.Err() == nil {
-			r.rec.session(ct, ttfb, 0, 0, rcvd, err)
+			o.connect, o.ttfb, o.rcvd, o.err = ct, ttfb, rcvd, err
+			r.rec.end(&o)
 		}
 	}()
 	c, ct, err := r.conn.dial(ctx)
@@ -249,6 +288,7 @@ func (r *runner) stormSession(ctx context.Context, _ uint64) (err error) {
 		return fmt.Errorf("connect %s: %w", r.cfg.Target, err)
 	}
 	defer c.Close()
+	o.local = localAddr(c)
 	if b := r.cfg.ExpectBanner; b != "" {
 		bp := r.bufs.Get().(*[]byte)
 		defer r.bufs.Put(bp)
@@ -276,4 +316,12 @@ func readExact(c net.Conn, scratch, want []byte) error {
 		return ErrMismatch
 	}
 	return nil
+}
+
+// localAddr is c's local address and port (for the session record).
+func localAddr(c *net.TCPConn) netip.AddrPort {
+	if a, ok := c.LocalAddr().(*net.TCPAddr); ok {
+		return a.AddrPort()
+	}
+	return netip.AddrPort{}
 }

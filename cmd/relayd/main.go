@@ -21,6 +21,7 @@ import (
 
 	"github.com/relayd/relayd/configs"
 	"github.com/relayd/relayd/loadtest"
+	"github.com/relayd/relayd/loadtest/report"
 )
 
 // version is set at link time (-ldflags "-X main.version=v1.2.3"); otherwise
@@ -52,6 +53,13 @@ type exitError struct {
 func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
+// newLoadCmd is `relayd load` with its report and merge subcommands.
+func newLoadCmd() *cobra.Command {
+	c := loadtest.LoadCommand()
+	c.AddCommand(report.Command(), loadtest.MergeCommand())
+	return c
+}
+
 func newRoot() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "relayd",
@@ -60,7 +68,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newServeCmd(), newWorkerCmd(), newConfigCmd(), newVersionCmd(), newDemoCmd(),
-		loadtest.SinkCommand(), loadtest.LoadCommand())
+		loadtest.SinkCommand(), newLoadCmd())
 	// A bad flag is a usage error (exit 2); subcommands inherit this.
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &exitError{code: 2, err: err} })
 	return root

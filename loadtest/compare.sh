@@ -6,6 +6,11 @@
 #
 #   sudo loadtest/compare.sh            # from anywhere in the repo; runs as root
 #
+# SYSTEMS [direct haproxy haproxy-splice nginx gorelay relayd] picks the
+# systems; REPORT [./relayd-compare.html] is where the one HTML report of
+# every system's rr (every session recorded) and ka runs of the first round
+# goes (`relayd load report`), beside the table printed at the end.
+#
 # Workloads per system and round (environment overrides in brackets):
 #   idle  IDLE_SESSIONS [8000] held sessions (the Go relay: 3000 at most),
 #         each proven by one echo, in the first round on a fresh process
@@ -36,7 +41,11 @@ BULK_DUR=${BULK_DUR:-5s}
 IDLE_SESSIONS=${IDLE_SESSIONS:-8000}
 ROUNDS=${ROUNDS:-2}
 SYSCALL_SESSIONS=${SYSCALL_SESSIONS:-2000}
+SYSTEMS=${SYSTEMS:-direct haproxy haproxy-splice nginx gorelay relayd}
+REPORT=${REPORT:-$PWD/relayd-compare.html}
 NOFILE=20000
+# want NAME: NAME is one of the SYSTEMS.
+want() { case " $SYSTEMS " in *" $1 "*) return 0 ;; esac; return 1; }
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 tmp=$(mktemp -d /tmp/relayd-compare.XXXXXX)
@@ -53,9 +62,13 @@ trap 'exit 130' INT TERM
 
 # --- peers ---------------------------------------------------------------
 
-if ! command -v haproxy >/dev/null || ! command -v nginx >/dev/null || [ -z "$(stream_module)" ] ||
-	! command -v strace >/dev/null || ! command -v jq >/dev/null; then
-	log "installing haproxy, nginx and its stream module, strace and jq with apt-get"
+pkgs=()
+command -v jq >/dev/null || pkgs+=(jq)
+[ "$SYSCALL_SESSIONS" -gt 0 ] && ! command -v strace >/dev/null && pkgs+=(strace)
+{ want haproxy || want haproxy-splice; } && ! command -v haproxy >/dev/null && pkgs+=(haproxy)
+want nginx && { ! command -v nginx >/dev/null || [ -z "$(stream_module)" ]; } && pkgs+=(nginx libnginx-mod-stream)
+if [ ${#pkgs[@]} -gt 0 ]; then
+	log "installing ${pkgs[*]} with apt-get"
 	if [ ! -e /usr/sbin/policy-rc.d ]; then
 		# Keep the packages from starting their system services: we start
 		# our own instances and would not own those.
@@ -65,10 +78,13 @@ if ! command -v haproxy >/dev/null || ! command -v nginx >/dev/null || [ -z "$(s
 	fi
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq >/dev/null
-	apt-get install -y -qq --no-install-recommends haproxy nginx libnginx-mod-stream strace jq >/dev/null
+	apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
 fi
-mod=$(stream_module)
-[ -n "$mod" ] || { log "nginx stream module not found"; exit 1; }
+mod=""
+if want nginx; then
+	mod=$(stream_module)
+	[ -n "$mod" ] || { log "nginx stream module not found"; exit 1; }
+fi
 
 # --- relayd ----------------------------------------------------------------
 log "building relayd and the Go reference relay"
@@ -139,9 +155,10 @@ EOF
 	start "$name" haproxy -db -f "$tmp/$name.cfg"
 	pid[$name]=$last_pid
 }
-haproxy_start haproxy 0
-haproxy_start haproxy-splice 1
+want haproxy && haproxy_start haproxy 0
+want haproxy-splice && haproxy_start haproxy-splice 1
 
+nginx_start() {
 port[nginx]=$(free_port)
 bport[nginx]=$(free_port)
 load_line="load_module $mod;"
@@ -170,14 +187,18 @@ stream {
 EOF
 start nginx nginx -p "$tmp/nginx" -e "$tmp/nginx/error.log" -c "$tmp/nginx.conf" -g 'daemon off;'
 pid[nginx]=$last_pid
+}
+want nginx && nginx_start
 
 # The Go io.Copy relay (splice underneath): one process per frontend.
-port[gorelay]=$(free_port)
-bport[gorelay]=$(free_port)
-start gorelay "$tmp/gorelay" "127.0.0.1:${port[gorelay]}" "127.0.0.1:$sink_port"
-pid[gorelay]=$last_pid
-start gorelay-b "$tmp/gorelay" "127.0.0.1:${bport[gorelay]}" "127.0.0.1:$dsink_port"
-gorelay_b=$last_pid
+if want gorelay; then
+	port[gorelay]=$(free_port)
+	bport[gorelay]=$(free_port)
+	start gorelay "$tmp/gorelay" "127.0.0.1:${port[gorelay]}" "127.0.0.1:$sink_port"
+	pid[gorelay]=$last_pid
+	start gorelay-b "$tmp/gorelay" "127.0.0.1:${bport[gorelay]}" "127.0.0.1:$dsink_port"
+	gorelay_b=$last_pid
+fi
 
 # relayd on its defaults (the access log on, to stdout: a file here).
 port[relayd]=$(free_port)
@@ -200,7 +221,6 @@ port[direct]=$sink_port
 bport[direct]=$dsink_port
 pid[direct]=$sink_pid
 
-SYSTEMS="direct haproxy haproxy-splice nginx gorelay relayd"
 for name in $SYSTEMS; do
 	if ! wait_port "${port[$name]}" || ! wait_port "${bport[$name]}"; then
 		log "$name is not accepting: $(tail -3 "$tmp/$name.err")"
@@ -273,7 +293,9 @@ run_system() {
 		[ "$name" = gorelay ] && n=$((n < 3000 ? n : 3000))
 		measure "$name" idle --mode idle --target "$t" --sessions "$n" --pid "$(pids_of "$name")"
 	fi
-	measure "$name" rr --mode rr --target "$t" --size 64 --concurrency 50 --duration "$RR_DUR"
+	rec=()
+	[ "$round" = 1 ] && rec=(--record "$tmp/$name.rr.rec")
+	measure "$name" rr --mode rr --target "$t" --size 64 --concurrency 50 --duration "$RR_DUR" "${rec[@]}"
 	measure "$name" ka --mode rr --target "$t" --size 64 --concurrency 50 --duration "$KA_DUR" --requests 100000000
 	measure "$name" bulk1 --mode bulk --target "$b" --streams 1 --direction up --duration "$BULK_DUR"
 	measure "$name" bulk4 --mode bulk --target "$b" --streams 4 --direction up --duration "$BULK_DUR"
@@ -291,7 +313,7 @@ done
 # what is read.
 declare -A sysc
 for name in $SYSTEMS; do
-	[ "$name" = direct ] && continue
+	[ "$name" = direct ] || [ "$SYSCALL_SESSIONS" = 0 ] && continue
 	kill -0 "${pid[$name]}" 2>/dev/null || continue
 	args=()
 	for p in $(pids_of "$name" | tr , ' '); do args+=(-p "$p"); done
@@ -306,6 +328,23 @@ for name in $SYSTEMS; do
 	total=$(awk '$NF == "total" {print $4}' "$tmp/$name.strace" 2>/dev/null | tail -1)
 	sysc[$name]=$(awk -v t="${total:-0}" -v n="$SYSCALL_SESSIONS" 'BEGIN {printf "%.1f", t / n}')
 done
+
+# --- report ----------------------------------------------------------------
+# One page of every system: rr from its records, ka from its JSON result.
+runs=()
+for name in $SYSTEMS; do
+	[ -s "$tmp/$name.rr.rec" ] && runs+=("$name-rr=$tmp/$name.rr.rec")
+done
+for name in $SYSTEMS; do
+	[ -s "$tmp/$name.ka.1.json" ] && runs+=("$name-ka=$tmp/$name.ka.1.json")
+done
+if [ ${#runs[@]} -gt 0 ]; then
+	if "$R" load report -o "$REPORT" --title "relayd compare.sh $(date -u +%Y-%m-%dT%H:%MZ): $SYSTEMS" "${runs[@]}" 2>"$tmp/report.err"; then
+		log "report: $REPORT"
+	else
+		log "report failed: $(cat "$tmp/report.err")"
+	fi
+fi
 
 # --- table -----------------------------------------------------------------
 # med NAME TAG EXPR: the median over the rounds of a jq expression.

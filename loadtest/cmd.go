@@ -201,7 +201,7 @@ time for storm and bulk.`,
 	f.StringVar(&cfg.Direction, "direction", DirUp, "bulk direction up|down|both")
 	f.IntVar(&cfg.MaxInflightConnects, "max-inflight-connects", 0, "connects outstanding at once (0 = no cap, 1 = smtp-source)")
 	f.Float64Var(&cfg.ConnectRate, "connect-rate", 0, "connect starts per second (0 = no cap)")
-	f.Float64Var(&cfg.Rate, "rate", 0, "open loop: start this many sessions per second on a fixed schedule, latency from when each was due (rr, storm; --concurrency then caps those outstanding, default 10000)")
+	f.Float64Var(&cfg.Rate, "rate", 0, "open loop: start this many sessions per second on a fixed schedule, latency from when each was due (rr, storm; --concurrency then caps those outstanding, default 10000); with --requests > 1, round trips per second over --concurrency persistent connections")
 	f.DurationVar(&cfg.Interval, "interval", DefaultInterval, "period of the interval reports")
 	f.StringVar(&ivJSON, "json-intervals", "", "write each interval report as one JSON line to this file (- = stdout)")
 	f.StringVar(&cfg.RecordPath, "record", "", "record every session to this file (compact binary, ~20-25 bytes a session; read it with 'relayd load report')")

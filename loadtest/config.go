@@ -95,7 +95,10 @@ type LoadConfig struct {
 	// Rate > 0 makes the run open-loop (wrk2's model; rr and storm): a
 	// session is due every 1/Rate s whatever the others do, its latency
 	// counts from when it was due, and Concurrency caps the sessions
-	// outstanding (default DefaultOpenLoopOutstanding). A schedule the
+	// outstanding (default DefaultOpenLoopOutstanding). With Requests > 1
+	// it is a rate of round trips over Concurrency persistent connections
+	// (default 50), each connection's due on its own interleaved schedule
+	// and each round trip's latency counted from when it was due. A schedule the
 	// generator cannot keep is reported (Result.RateShortfall) and fails
 	// the run's thresholds, never silently slowed.
 	Rate float64
@@ -130,7 +133,7 @@ func (c LoadConfig) withDefaults() LoadConfig {
 	if c.Mode == "" {
 		c.Mode = ModeRR
 	}
-	if c.Concurrency == 0 && c.Rate > 0 {
+	if c.Concurrency == 0 && c.Rate > 0 && c.Requests <= 1 {
 		c.Concurrency = DefaultOpenLoopOutstanding
 	}
 	if c.Concurrency == 0 {
@@ -201,8 +204,6 @@ func (c LoadConfig) Validate() error {
 		return bad("rate %v", c.Rate)
 	case c.Rate > 0 && c.Mode != ModeRR && c.Mode != ModeStorm:
 		return bad("rate: open-loop load is for rr and storm (idle and bulk pace with --connect-rate)")
-	case c.Rate > 0 && c.Requests > 1:
-		return bad("rate with requests %d: open-loop keep-alive is not supported yet; use --requests 1", c.Requests)
 	}
 	switch c.Direction {
 	case DirUp, DirDown, DirBoth:

@@ -36,7 +36,10 @@
 // Concurrency then caps the sessions outstanding (DefaultOpenLoopOutstanding)
 // and a session the cap holds back carries the wait in its latency. A run
 // that could not keep its schedule says so (Result.RateShortfall: the cap
-// was full, or the process is CPU-bound) and fails its thresholds.
+// was full, or the process is CPU-bound) and fails its thresholds. With
+// Requests > 1 (keep-alive) Rate is round trips a second over Concurrency
+// persistent connections, each connection's due on its own interleaved
+// schedule (wrk2 exactly), latency per round trip from when it was due.
 //
 // # Records, intervals, histogram logs
 //
@@ -114,8 +117,7 @@
 //
 // No TLS, no protocol beyond byte echo and greetings. Across machines the
 // tool merges runs (Merge, `relayd load merge`, deploy/k8s) but does not
-// start or synchronise them itself. Open-loop keep-alive (--rate with
-// --requests > 1) is refused rather than approximated. The sink does not apply backpressure
+// start or synchronise them itself. The sink does not apply backpressure
 // beyond gnet's (its buffers are unbounded); it is a test peer, not a relay.
 //
 // # Concurrency

@@ -593,7 +593,6 @@ func TestOpenLoopValidate(t *testing.T) {
 		{Target: "127.0.0.1:1", Rate: -1},
 		{Target: "127.0.0.1:1", Rate: 10, Mode: ModeBulk},
 		{Target: "127.0.0.1:1", Rate: 10, Mode: ModeIdle, Sessions: 3},
-		{Target: "127.0.0.1:1", Rate: 10, Requests: 5},
 		{Target: "127.0.0.1:1", Interval: time.Millisecond},
 	} {
 		if err := c.Validate(); !errors.Is(err, ErrBadConfig) {
@@ -640,5 +639,39 @@ func TestIntervals(t *testing.T) {
 	}
 	if uint64(total) != res.Attempts {
 		t.Fatalf("the histogram log holds %d sessions, the run %d", total, res.Attempts)
+	}
+}
+
+// Open-loop keep-alive (wrk2's own model): R round trips a second over
+// the persistent connections, each due on its connection's schedule and
+// its latency counted from then; connections that cannot carry the rate
+// (here a peer that answers each request 20 ms late) are reported short,
+// and the latency shows the requests' wait, not just their round trips.
+func TestOpenLoopKeepAlive(t *testing.T) {
+	echo := startSink(t, SinkEcho)
+	res := run(t, LoadConfig{Target: echo.Addr(), Rate: 400, Requests: 1000, Concurrency: 4, Duration: 500 * time.Millisecond})
+	noErrors(t, res)
+	if res.Requests == 0 || res.Requests > 200 || uint64(res.Latency.Count) != res.Requests || uint64(res.RTT.Count) != res.Requests || res.RateShortfall != "" {
+		t.Fatalf("requests %d (at most 200 due), latency %d rtt %d, shortfall %q", res.Requests, res.Latency.Count, res.RTT.Count, res.RateShortfall)
+	}
+	slow := testnet.Serve(t, "tcp", "127.0.0.1:0", func(c net.Conn) {
+		buf := make([]byte, 64)
+		for {
+			if _, err := io.ReadFull(c, buf); err != nil {
+				return
+			}
+			<-time.After(20 * time.Millisecond) // the peer's fixed think time, the thing under test
+			if _, err := c.Write(buf); err != nil {
+				return
+			}
+		}
+	})
+	res = run(t, LoadConfig{Target: slow.Addr().String(), Rate: 1000, Requests: 1000, Concurrency: 2, Duration: time.Second})
+	noErrors(t, res)
+	if !strings.Contains(res.RateShortfall, "connections could not carry it") {
+		t.Fatalf("2 connections of 20 ms round trips carried %v requests/s of 1000: shortfall %q", res.RequestsPerSec, res.RateShortfall)
+	}
+	if res.Latency.P99 < 10*res.RTT.P50 {
+		t.Fatalf("latency p99 %v, round trip p50 %v: the requests' wait is missing", res.Latency.P99, res.RTT.P50)
 	}
 }

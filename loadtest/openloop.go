@@ -81,7 +81,7 @@ loop:
 		go func(id uint64) {
 			defer wg.Done()
 			defer func() { <-sem }()
-			_ = fn(ctx, id, due)
+			_ = fn(ctx, id, due, nil)
 		}(i)
 	}
 	wg.Wait()
@@ -97,7 +97,7 @@ loop:
 		res.StartedPerSec = min(float64(started-1)/span, r.cfg.Rate)
 	}
 	lag := last.Sub(lastDue)
-	if res.StartedPerSec >= rateTolerance*r.cfg.Rate || lag <= max(maxLag, time.Duration(lagShare*want*float64(time.Second))) {
+	if !short(res.StartedPerSec, r.cfg.Rate, lag, want) {
 		return
 	}
 	why := "this process could not start sessions that fast (it is CPU-bound: spread the load with --procs)"
@@ -106,4 +106,77 @@ loop:
 			r.cfg.Concurrency, capWait.Seconds())
 	}
 	res.RateShortfall = fmt.Sprintf("asked for %.0f sessions/s, started %.0f/s (the last %v late): %s", r.cfg.Rate, res.StartedPerSec, lag.Round(time.Millisecond), why)
+}
+
+// short reports whether a schedule fell short: started below
+// rateTolerance of rate, and the last start lag beyond maxLag (or
+// lagShare of the planned span want, in seconds).
+func short(started, rate float64, lag time.Duration, want float64) bool {
+	return started < rateTolerance*rate && lag > max(maxLag, time.Duration(lagShare*want*float64(time.Second)))
+}
+
+// schedule is one keep-alive connection's request times in open loop:
+// request k is due at next + k·step (its worker's slot of the rate).
+type schedule struct {
+	next, deadline time.Time
+	step           time.Duration
+	n              uint64        // requests started
+	last           time.Time     // when the last one started
+	lag            time.Duration // how late it started
+}
+
+// over reports whether the schedule has no request due before the run's
+// end (a nil schedule, closed loop, never is).
+func (s *schedule) over() bool {
+	return s != nil && !s.deadline.IsZero() && !s.next.Before(s.deadline)
+}
+
+// wait sleeps until the next request is due and returns its due time;
+// false when the run ends first.
+func (s *schedule) wait(ctx context.Context) (time.Time, bool) {
+	due := s.next
+	if s.over() {
+		return due, false
+	}
+	if d := time.Until(due); d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return due, false
+		}
+	}
+	s.next = s.next.Add(s.step)
+	s.n++
+	s.last = time.Now()
+	s.lag = s.last.Sub(due)
+	return due, true
+}
+
+// keepAliveShortfall sets res's open-loop figures of a keep-alive run
+// from its connections' schedules.
+func (r *runner) keepAliveShortfall(t0 time.Time, scheds []*schedule, res *Result) {
+	var n uint64
+	var last time.Time
+	var lag time.Duration
+	for _, s := range scheds {
+		n += s.n
+		if s.last.After(last) {
+			last = s.last
+		}
+		lag = max(lag, s.lag)
+	}
+	if n < 2 {
+		return
+	}
+	span := last.Sub(t0).Seconds()
+	res.StartedPerSec = r.cfg.Rate
+	if span > 0 {
+		res.StartedPerSec = min(float64(n-1)/span, r.cfg.Rate)
+	}
+	if short(res.StartedPerSec, r.cfg.Rate, lag, float64(n-1)/r.cfg.Rate) {
+		res.RateShortfall = fmt.Sprintf("asked for %.0f requests/s, started %.0f/s (a request %v late): the %d connections could not carry it — each waits for its answer before its next request; use more --concurrency, or the target answers more slowly than that",
+			r.cfg.Rate, res.StartedPerSec, lag.Round(time.Millisecond), len(scheds))
+	}
 }

@@ -35,10 +35,13 @@ type outcome struct {
 	// trips: every round trip was recorded already (keep-alive), so rtt
 	// is not recorded again.
 	trips bool
-	sent  uint64
-	rcvd  uint64
-	local netip.AddrPort
-	err   error
+	// perRequest: the latency was recorded per round trip (open-loop
+	// keep-alive), so the session's is not.
+	perRequest bool
+	sent       uint64
+	rcvd       uint64
+	local      netip.AddrPort
+	err        error
 }
 
 // recorder collects latencies, error counts, the interval figures and the
@@ -98,9 +101,11 @@ func (r *recorder) endAt(o *outcome, now time.Time) {
 	r.bytesSent += o.sent
 	r.bytesRcv += o.rcvd
 	r.iv.bytes += o.sent + o.rcvd
-	_ = r.hists["latency"].RecordValue(clampNS(wait + dur))
-	_ = r.iv.hist.RecordValue(clampNS(wait + dur))
-	_ = r.hists["wait"].RecordValue(clampNS(wait))
+	if !o.perRequest {
+		_ = r.hists["latency"].RecordValue(clampNS(wait + dur))
+		_ = r.iv.hist.RecordValue(clampNS(wait + dur))
+		_ = r.hists["wait"].RecordValue(clampNS(wait))
+	}
 	if o.connect > 0 {
 		_ = r.hists["connect"].RecordValue(clampNS(o.connect))
 	}
@@ -126,12 +131,20 @@ func (r *recorder) endAt(o *outcome, now time.Time) {
 	}
 }
 
-// roundTrip records one completed rr round trip of a keep-alive session.
-func (r *recorder) roundTrip(rtt time.Duration) {
+// roundTrip records one completed rr round trip of a keep-alive session;
+// in open loop (due set) also its latency from when it was due.
+func (r *recorder) roundTrip(rtt time.Duration, due time.Time) {
+	now := time.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.requests++
 	_ = r.hists["rtt"].RecordValue(clampNS(rtt))
+	if !due.IsZero() {
+		lat := now.Sub(due)
+		_ = r.hists["latency"].RecordValue(clampNS(lat))
+		_ = r.iv.hist.RecordValue(clampNS(lat))
+		_ = r.hists["wait"].RecordValue(clampNS(max(lat-rtt, 0)))
+	}
 }
 
 // connectOnly records a connect time without counting a session.

@@ -93,7 +93,9 @@ func (r *runner) sessionBufLen() int { return 2*r.cfg.Size + len(r.cfg.ExpectBan
 
 // sessionFunc runs one session that was due at intended and reports it to
 // the recorder.
-type sessionFunc func(ctx context.Context, id uint64, intended time.Time) error
+// sched is the worker's request schedule in open-loop keep-alive (nil
+// otherwise).
+type sessionFunc func(ctx context.Context, id uint64, intended time.Time, sched *schedule) error
 
 // sessions runs the session modes: closed loop (Concurrency workers each
 // loop claim, run, record) or, with Rate, open loop (openLoop). It stops
@@ -110,7 +112,7 @@ func (r *runner) sessions(ctx context.Context, fn sessionFunc, res *Result) {
 		deadline = time.Now().Add(r.cfg.Duration)
 		r.deadline = deadline
 	}
-	if r.cfg.Rate > 0 {
+	if r.cfg.Rate > 0 && r.cfg.Requests <= 1 {
 		r.openLoop(ctx, fn, deadline, res)
 		return
 	}
@@ -128,22 +130,42 @@ func (r *runner) sessions(ctx context.Context, fn sessionFunc, res *Result) {
 	if r.cfg.Sessions > 0 {
 		workers = min(workers, r.cfg.Sessions)
 	}
-	for range workers {
+	// Open-loop keep-alive: each connection's requests are due on its own
+	// schedule, the workers' interleaved, R a second in all.
+	var scheds []*schedule
+	t0 := time.Now()
+	if r.cfg.Rate > 0 {
+		period := time.Duration(float64(time.Second) / r.cfg.Rate)
+		for w := range workers {
+			scheds = append(scheds, &schedule{next: t0.Add(time.Duration(w) * period), step: time.Duration(workers) * period, deadline: deadline})
+		}
+	}
+	for w := range workers {
+		var sched *schedule
+		if scheds != nil {
+			sched = scheds[w]
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for {
+				if sched.over() {
+					return
+				}
 				id, ok := claim()
 				if !ok {
 					return
 				}
-				if err := fn(ctx, id, time.Now()); err != nil && ctx.Err() != nil {
+				if err := fn(ctx, id, time.Now(), sched); err != nil && ctx.Err() != nil {
 					return // aborted, not a result
 				}
 			}
 		}()
 	}
 	wg.Wait()
+	if scheds != nil && ctx.Err() == nil {
+		r.keepAliveShortfall(t0, scheds, res)
+	}
 }
 
 // rrInlineWrite is the largest rr payload written before reading; larger
@@ -152,7 +174,7 @@ const rrInlineWrite = 32 << 10
 
 // rrSession: connect, [banner], write Size bytes, read them back, verify,
 // close.
-func (r *runner) rrSession(ctx context.Context, id uint64, intended time.Time) (err error) {
+func (r *runner) rrSession(ctx context.Context, id uint64, intended time.Time, sched *schedule) (err error) {
 	o := outcome{intended: intended, began: time.Now()}
 	var ct, ttfb, rtt time.Duration
 	var sent, rcvd uint64
@@ -193,12 +215,20 @@ func (r *runner) rrSession(ctx context.Context, id uint64, intended time.Time) (
 		}
 		return err
 	}
-	o.trips = true
+	o.trips, o.perRequest = true, sched != nil
 	// Keep-alive: many round trips on this connection, each one's RTT
-	// recorded as it completes; no new one starts after the run's end.
+	// recorded as it completes; no new one starts after the run's end. In
+	// open loop each waits for its due time on the worker's schedule.
 	for req := 0; req < r.cfg.Requests; req++ {
 		if !r.deadline.IsZero() && !time.Now().Before(r.deadline) {
 			break
+		}
+		var due time.Time
+		if sched != nil {
+			var ok bool
+			if due, ok = sched.wait(ctx); !ok {
+				break
+			}
 		}
 		_ = c.SetDeadline(time.Now().Add(r.cfg.IOTimeout))
 		first, d, rerr := r.roundTrip(c, out, in, &sent, &rcvd)
@@ -211,7 +241,7 @@ func (r *runner) rrSession(ctx context.Context, id uint64, intended time.Time) (
 		o.requests++
 		rtt = max(rtt, d)
 		if ctx.Err() == nil {
-			r.rec.roundTrip(d)
+			r.rec.roundTrip(d, due)
 		}
 	}
 	return nil
@@ -273,7 +303,7 @@ func (r *runner) roundTrip(c net.Conn, out, in []byte, sent, rcvd *uint64) (ttfb
 }
 
 // stormSession: connect, [banner], close.
-func (r *runner) stormSession(ctx context.Context, _ uint64, intended time.Time) (err error) {
+func (r *runner) stormSession(ctx context.Context, _ uint64, intended time.Time, _ *schedule) (err error) {
 	o := outcome{intended: intended, began: time.Now()}
 	var ct, ttfb time.Duration
 	var rcvd uint64

@@ -166,9 +166,12 @@ func fromResult(name, path string, res *loadtest.Result) (*Run, error) {
 	r.Latency, r.Connect, r.RTT = hs["latency"], hs["connect"], hs["rtt"]
 	if res.Requests > res.Sessions {
 		// Keep-alive: a session is the whole run; what a user waits
-		// for is each round trip.
-		r.Requests, r.Latency = res.Requests, r.RTT
-		r.Note = strings.TrimPrefix(r.Note+"; keep-alive: latency is per round trip, the over-time figures per session", "; ")
+		// for is each round trip (in open loop, from when it was due).
+		r.Requests = res.Requests
+		if res.Rate == 0 {
+			r.Latency = r.RTT
+		}
+		r.Note = strings.TrimPrefix(r.Note+"; keep-alive: latency is per round trip", "; ")
 	}
 	if r.Latency == nil || r.Latency.TotalCount() == 0 {
 		r.Latency = r.RTT // a result from before session latency was kept

@@ -22,6 +22,12 @@ type AccessEntry struct {
 	BytesDown uint64         // upstream -> client
 	Retries   int            // failed upstream connect attempts before success or give-up
 	Reason    string         // close reason: eof, idle_timeout, fin_timeout, connect_timeout, refused, reset, shutdown, rejected_queue_full, rejected_limit, ...
+	// Target and User: what a SOCKS5 or HTTP CONNECT client asked for
+	// ("host:port" or "ip:port") and the user it gave, on the line of a
+	// session that ended before it was relayed (refused, denied, failed
+	// login). Empty, and left out of the line, otherwise.
+	Target string
+	User   string
 }
 
 // Field names of an access line. JSON lines also carry "ts", "level"
@@ -37,6 +43,8 @@ const (
 	FieldBytesDown  = "bytes_down"  // integer, upstream -> client
 	FieldRetries    = "retries"     // integer
 	FieldReason     = "reason"
+	FieldTarget     = "target" // only when set: a refused edge session's requested destination
+	FieldUser       = "user"   // only when set: the user an edge session gave
 
 	AccessLoggerName = "access"
 	AccessMessage    = "session"
@@ -62,6 +70,12 @@ func (m *accessMarshaler) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	enc.AddUint64(FieldBytesDown, e.BytesDown)
 	enc.AddInt(FieldRetries, e.Retries)
 	enc.AddString(FieldReason, e.Reason)
+	if e.Target != "" {
+		enc.AddString(FieldTarget, e.Target)
+	}
+	if e.User != "" {
+		enc.AddString(FieldUser, e.User)
+	}
 	return nil
 }
 

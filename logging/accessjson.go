@@ -40,6 +40,14 @@ func appendAccessJSON(b []byte, e *AccessEntry) []byte {
 	b = strconv.AppendInt(b, int64(e.Retries), 10)
 	b = append(b, `,"`+FieldReason+`":"`...)
 	b = appendJSONString(b, e.Reason)
+	if e.Target != "" {
+		b = append(b, `","`+FieldTarget+`":"`...)
+		b = appendJSONString(b, e.Target)
+	}
+	if e.User != "" {
+		b = append(b, `","`+FieldUser+`":"`...)
+		b = appendJSONString(b, e.User)
+	}
 	return append(b, "\"}\n"...)
 }
 

@@ -48,14 +48,15 @@ func TestAccessJSONMatchesZap(t *testing.T) {
 }
 
 func FuzzAccessJSONMatchesZap(f *testing.F) {
-	f.Add("main", "eof", "127.0.0.1:40000", int64(1500000), int64(7), uint64(1)<<40, 3)
-	f.Add("l\"\n\x00\xff", "idle_timeout\u2028", "[::1%lo]:1", int64(-1), int64(0), uint64(0), -1)
-	f.Fuzz(func(t *testing.T, listener, reason, addr string, connect, unixNano int64, bytes uint64, loop int) {
+	f.Add("main", "eof", "127.0.0.1:40000", int64(1500000), int64(7), uint64(1)<<40, 3, "", "")
+	f.Add("l\"\n\x00\xff", "idle_timeout\u2028", "[::1%lo]:1", int64(-1), int64(0), uint64(0), -1, "", "")
+	f.Add("socks", "policy_denied", "127.0.0.1:1", int64(0), int64(9), uint64(0), 0, "example.com:443", "alice\"\x01")
+	f.Fuzz(func(t *testing.T, listener, reason, addr string, connect, unixNano int64, bytes uint64, loop int, target, user string) {
 		client, _ := netip.ParseAddrPort(addr) // invalid input → zero value, also a case
 		e := AccessEntry{
 			Time: time.Unix(0, unixNano), Listener: listener, Reason: reason, Client: client, Upstream: client,
 			Loop: loop, Connect: time.Duration(connect), Duration: time.Duration(unixNano),
-			BytesUp: bytes, BytesDown: bytes / 3, Retries: loop / 2,
+			BytesUp: bytes, BytesDown: bytes / 3, Retries: loop / 2, Target: target, User: user,
 		}
 		checkSameAsZap(t, &e)
 	})

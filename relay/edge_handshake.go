@@ -6,7 +6,9 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"net"
 	"net/netip"
+	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -57,6 +59,10 @@ type handshake struct {
 	in       []byte // unparsed handshake bytes (from off); grows as needed, at most edgeBound
 	off      int    // parse position in in
 	scanned  int    // bytes after off already seen by a parser that said ErrNeedMore
+	// asked and user are what the client requested ("host:port") and the
+	// user it gave, for the access line of a session refused before it
+	// was relayed.
+	asked, user string
 }
 
 // resolveResult carries a resolver answer back to the session's loop.
@@ -216,6 +222,7 @@ func (s *session) advance(now time.Time) {
 			}
 			return
 		case errors.Is(err, socks5.ErrAuthFailed):
+			hs.user = hs.socks.User()
 			s.authFailed(now)
 			return
 		case err != nil:
@@ -224,6 +231,7 @@ func (s *session) advance(now time.Time) {
 		}
 		r := hs.socks.Request()
 		host, addr, port = r.Host, r.Addr, r.Port
+		hs.user = hs.socks.User()
 	} else {
 		r, n, err := httpconnect.Parse(b, cfg.edge.httpCfg)
 		switch {
@@ -235,6 +243,7 @@ func (s *session) advance(now time.Time) {
 			}
 		}
 		if err != nil {
+			hs.user, hs.asked = r.User, askedFor(r.Host, r.Addr, r.Port)
 			if !s.reply(httpconnect.AppendError(s.loop.out[:0], err)) {
 				return
 			}
@@ -247,9 +256,23 @@ func (s *session) advance(now time.Time) {
 		}
 		hs.off += n
 		host, addr, port = r.Host, r.Addr, r.Port
+		hs.user = r.User
 	}
+	hs.asked = askedFor(host, addr, port)
 	s.handOver()
 	s.route(host, addr, port)
+}
+
+// askedFor is a request's target as the client gave it: "host:port" for a
+// name, "ip:port" for an address, "" for none.
+func askedFor(host string, addr netip.AddrPort, port uint16) string {
+	switch {
+	case host != "":
+		return net.JoinHostPort(host, strconv.Itoa(int(port)))
+	case addr.IsValid():
+		return addr.String()
+	}
+	return ""
 }
 
 // worthParsing saves rescans of a client that trickles its header: the

@@ -720,11 +720,15 @@ func (s *session) close(reason Reason, rst bool) {
 	l.srv.release(s.ln)
 	if log := l.srv.cfg.Log; log.AccessEnabled() {
 		now := l.ev.Refresh()
-		log.Access(&logging.AccessEntry{
+		e := logging.AccessEntry{
 			Time: now, Listener: s.ln.cfg.Name, Client: s.client, Upstream: s.upstream, Loop: l.id,
 			Connect: s.connectDur, Duration: now.Sub(s.began), BytesUp: s.up.n, BytesDown: s.down.n,
 			Retries: int(max(s.attempts-1, 0)), Reason: reason.String(),
-		})
+		}
+		if hs := s.hs; hs != nil { // an edge session that never got relayed
+			e.Target, e.User = hs.asked, hs.user
+		}
+		log.Access(&e)
 	}
 	s.c.fd, s.u.fd = -1, -1
 }

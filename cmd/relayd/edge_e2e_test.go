@@ -173,6 +173,24 @@ admin:
 	waitCount(t, c, 2, `"listener":"httpauth"`, `"reason":"auth_failed"`)
 	waitCount(t, c, 3, `"reason":"policy_denied"`)
 	waitCount(t, c, len(ok), `"reason":"eof"`)
+	// A refused session's line says what was asked and by whom.
+	for _, want := range [][]string{
+		{`"listener":"socksauth"`, `"reason":"auth_failed"`, `"user":"alice"`},                                        // SOCKS5 logs in before it asks
+		{`"listener":"httpauth"`, `"reason":"auth_failed"`, `"target":"localhost:` + webPort + `"`, `"user":"alice"`}, // wrong password
+		{`"listener":"socks"`, `"reason":"policy_denied"`, `"target":"10.0.0.1:80"`},
+		{`"listener":"http"`, `"reason":"policy_denied"`, `"target":"169.254.169.254:80"`},
+		{`"listener":"socks"`, `"reason":"policy_denied"`, `"target":"` + addrs["http"] + `"`},
+	} {
+		if n := len(accessLines(c, want...)); n != 1 {
+			t.Errorf("%d access lines with %q, want 1", n, want)
+		}
+	}
+	if n := len(accessLines(c, `"listener":"httpauth"`, `"reason":"auth_failed"`, `"target":"localhost:`+webPort+`"`)); n != 2 {
+		t.Errorf("%d refused CONNECT lines name the target, want 2 (with and without credentials)", n)
+	}
+	if n := len(accessLines(c, `"reason":"eof"`, `"target"`)); n != 0 {
+		t.Errorf("%d relayed sessions' lines carry a target (only refused ones should)", n)
+	}
 }
 
 // Acceptance 2: HAProxy (send-proxy, send-proxy-v2) in front of relayd; the

@@ -13,6 +13,6 @@ func ExampleParse() {
 	_, _, err = httpconnect.Parse([]byte("GET / HTTP/1.1\r\n"), httpconnect.Config{})
 	fmt.Printf("%v -> %q\n", err, httpconnect.AppendError(nil, err)[:31])
 	// Output:
-	// {Host:example.test Addr:invalid AddrPort Port:443} 61 <nil> "\x16\x03\x01"
+	// {Host:example.test Addr:invalid AddrPort Port:443 User:} 61 <nil> "\x16\x03\x01"
 	// httpconnect: method not allowed -> "HTTP/1.1 405 Method Not Allowed"
 }

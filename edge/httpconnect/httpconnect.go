@@ -56,10 +56,15 @@ type Request struct {
 	Host string         // validated host name, to be resolved off the loop
 	Addr netip.AddrPort // IP-literal target
 	Port uint16
+	// User is the user name of a Proxy-Authorization header, accepted or
+	// not ("" without one), for the log.
+	User string
 }
 
 // Parse parses a CONNECT request head at the start of b. On success n is the
-// head's length and b[n:] is tunnel payload.
+// head's length and b[n:] is tunnel payload. A head refused for its
+// credentials (ErrAuthRequired, ErrAuthFailed) still returns its Request:
+// the target asked for and the user tried, for the log.
 func Parse(b []byte, cfg Config) (Request, int, error) {
 	max := cfg.MaxHead
 	if max <= 0 {
@@ -96,7 +101,12 @@ func Parse(b []byte, cfg Config) (Request, int, error) {
 		}
 		return Request{}, 0, ErrNeedMore
 	}
-	if err := parseHeaders(lim[lineEnd+2:headEnd-2], cfg.Verify); err != nil {
+	user, err := parseHeaders(lim[lineEnd+2:headEnd-2], cfg.Verify)
+	req.User = user
+	if errors.Is(err, ErrAuthRequired) || errors.Is(err, ErrAuthFailed) {
+		return req, 0, err
+	}
+	if err != nil {
 		return Request{}, 0, err
 	}
 	return req, headEnd, nil
@@ -284,7 +294,7 @@ func parsePort(b []byte) (uint16, error) {
 
 // parseHeaders checks header lines (h excludes the final empty line) and
 // authenticates.
-func parseHeaders(h []byte, verify auth.Verifier) error {
+func parseHeaders(h []byte, verify auth.Verifier) (string, error) {
 	var authz []byte
 	seenAuth := false
 	for len(h) > 0 {
@@ -295,43 +305,43 @@ func parseHeaders(h []byte, verify auth.Verifier) error {
 			line, h = h, nil
 		}
 		if len(line) == 0 || line[0] == ' ' || line[0] == '\t' {
-			return ErrBadHeader // obs-fold or stray empty line
+			return "", ErrBadHeader // obs-fold or stray empty line
 		}
 		colon := bytes.IndexByte(line, ':')
 		if colon <= 0 {
-			return ErrBadHeader
+			return "", ErrBadHeader
 		}
 		name := line[:colon]
 		for _, c := range name {
 			if !isTchar(c) {
-				return ErrBadHeader // includes whitespace before the colon
+				return "", ErrBadHeader // includes whitespace before the colon
 			}
 		}
 		value := trimOWS(line[colon+1:])
 		for _, c := range value {
 			if c < 0x20 && c != '\t' || c == 0x7f {
-				return ErrBadHeader // bare CR/LF, NUL, other controls
+				return "", ErrBadHeader // bare CR/LF, NUL, other controls
 			}
 		}
 		switch {
 		case equalFold(name, "proxy-authorization"):
 			if seenAuth {
-				return ErrBadHeader
+				return "", ErrBadHeader
 			}
 			seenAuth, authz = true, value
 		case equalFold(name, "content-length"):
 			if string(value) != "0" {
-				return ErrBadHeader
+				return "", ErrBadHeader
 			}
 		case equalFold(name, "transfer-encoding"):
-			return ErrBadHeader
+			return "", ErrBadHeader
 		}
 	}
 	if verify == nil {
-		return nil
+		return "", nil
 	}
 	if !seenAuth {
-		return ErrAuthRequired
+		return "", ErrAuthRequired
 	}
 	return checkBasic(authz, verify)
 }
@@ -339,14 +349,14 @@ func parseHeaders(h []byte, verify auth.Verifier) error {
 // maxBasic is the longest base64 of "user:password" with both at auth.MaxLen.
 const maxBasic = (2*auth.MaxLen + 1 + 2) / 3 * 4
 
-func checkBasic(v []byte, verify auth.Verifier) error {
+func checkBasic(v []byte, verify auth.Verifier) (string, error) {
 	sp := bytes.IndexByte(v, ' ')
 	if sp < 0 || !equalFold(v[:sp], "basic") {
-		return ErrAuthFailed
+		return "", ErrAuthFailed
 	}
 	enc := trimOWS(v[sp+1:])
 	if len(enc) == 0 || len(enc) > maxBasic {
-		return ErrAuthFailed
+		return "", ErrAuthFailed
 	}
 	// The decoded bytes go to an opaque Verifier, so a stack array would
 	// escape to the heap on every request: reuse pooled ones instead.
@@ -357,13 +367,17 @@ func checkBasic(v []byte, verify auth.Verifier) error {
 	}()
 	n, err := base64.StdEncoding.Decode(buf[:], enc)
 	if err != nil {
-		return ErrAuthFailed
+		return "", ErrAuthFailed
 	}
 	user, pass, ok := bytes.Cut(buf[:n], []byte{':'})
-	if !ok || len(user) == 0 || !verify(user, pass) {
-		return ErrAuthFailed
+	if !ok {
+		return "", ErrAuthFailed
 	}
-	return nil
+	name := string(user)
+	if len(user) == 0 || !verify(user, pass) {
+		return name, ErrAuthFailed
+	}
+	return name, nil
 }
 
 var basicBufs = sync.Pool{New: func() any { return new([maxBasic / 4 * 3]byte) }}

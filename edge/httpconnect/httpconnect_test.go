@@ -39,7 +39,7 @@ func TestParseVectors(t *testing.T) {
 		want   Request
 	}{
 		{"curl", curlHead, false, Request{Host: "example.test", Port: 8080}},
-		{"curl with auth", curlHeadAuth, true, Request{Host: "example.test", Port: 8080}},
+		{"curl with auth", curlHeadAuth, true, Request{Host: "example.test", Port: 8080, User: "user"}},
 		{"no headers", "CONNECT example.test:443 HTTP/1.1\r\n\r\n", false, Request{Host: "example.test", Port: 443}},
 		{"http/1.0", "CONNECT example.test:443 HTTP/1.0\r\n\r\n", false, Request{Host: "example.test", Port: 443}},
 		{"ipv4", "CONNECT 127.0.0.1:80 HTTP/1.1\r\nHost: 127.0.0.1:80\r\n\r\n", false,
@@ -53,7 +53,7 @@ func TestParseVectors(t *testing.T) {
 		{"mapped ipv6", "CONNECT [::ffff:127.0.0.1]:443 HTTP/1.1\r\n\r\n", false,
 			Request{Addr: netip.MustParseAddrPort("[::ffff:127.0.0.1]:443"), Port: 443}},
 		{"auth header case and spacing", "CONNECT a.test:1 HTTP/1.1\r\nPROXY-AUTHORIZATION:\tbasic   dXNlcjpwYXNz \r\n\r\n", true,
-			Request{Host: "a.test", Port: 1}},
+			Request{Host: "a.test", Port: 1, User: "user"}},
 		{"content-length 0", "CONNECT a.test:65535 HTTP/1.1\r\nContent-Length: 0\r\n\r\n", false,
 			Request{Host: "a.test", Port: 65535}},
 		{"auth ignored when not configured", "CONNECT a.test:1 HTTP/1.1\r\nProxy-Authorization: Basic !!\r\n\r\n", false,
@@ -210,6 +210,26 @@ func BenchmarkParse(b *testing.B) {
 	for b.Loop() {
 		if _, _, err := Parse(in, cfg); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// A head refused for its credentials still says what it asked for and who
+// asked, for the log; a successful one names its user.
+func TestAuthRefusedKeepsRequest(t *testing.T) {
+	cfg := Config{Verify: creds(t)}
+	for _, c := range []struct {
+		head     string
+		wantErr  error
+		wantUser string
+	}{
+		{"CONNECT a.test:443 HTTP/1.1\r\nProxy-Authorization: Basic dXNlcjp3cm9uZw==\r\n\r\n", ErrAuthFailed, "user"}, // user:wrong
+		{"CONNECT a.test:443 HTTP/1.1\r\n\r\n", ErrAuthRequired, ""},
+		{"CONNECT a.test:443 HTTP/1.1\r\nProxy-Authorization: Basic dXNlcjpwYXNz\r\n\r\n", nil, "user"},
+	} {
+		r, _, err := Parse([]byte(c.head), cfg)
+		if !errors.Is(err, c.wantErr) || r.Host != "a.test" || r.Port != 443 || r.User != c.wantUser {
+			t.Fatalf("%q: %+v %v", c.head, r, err)
 		}
 	}
 }

@@ -97,6 +97,7 @@ type Server struct {
 	state  state
 	err    error
 	req    Request
+	user   string // the user name given (RFC 1929), accepted or not
 }
 
 // New returns a Server at the start of a handshake.
@@ -104,6 +105,10 @@ func New(cfg Config) Server { return Server{verify: cfg.Verify} }
 
 // Request returns the CONNECT target once Feed has returned nil.
 func (s *Server) Request() Request { return s.req }
+
+// User is the user name the client gave (RFC 1929), whether or not it was
+// accepted; "" without user/pass authentication. For the log.
+func (s *Server) User() string { return s.user }
 
 // Done reports whether the request has been read.
 func (s *Server) Done() bool { return s.state == stDone }
@@ -182,6 +187,7 @@ func (s *Server) userPass(b, out []byte) (int, []byte, error) {
 		return 0, out, ErrNeedMore
 	}
 	user, pass := b[2:2+ulen], b[3+ulen:n]
+	s.user = string(user)
 	if ulen == 0 || !s.verify(user, pass) {
 		return n, append(out, authVersion, 0x01), ErrAuthFailed
 	}

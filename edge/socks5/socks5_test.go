@@ -247,3 +247,24 @@ func BenchmarkFeed(b *testing.B) {
 		}
 	}
 }
+
+// User is the name the client gave, accepted or refused, for the log.
+func TestUser(t *testing.T) {
+	for _, c := range []struct {
+		auth    string
+		wantErr error
+	}{
+		{curlAuth, nil},
+		{"01 04 75736572 05 77726f6e67", ErrAuthFailed}, // user / wrong
+	} {
+		s := New(Config{Verify: creds(t)})
+		_, _, err := s.Feed(unhex(t, curlGreetAuth+c.auth+curlConnectName), nil)
+		if !errors.Is(err, c.wantErr) || s.User() != "user" {
+			t.Fatalf("auth %s: err %v user %q", c.auth, err, s.User())
+		}
+	}
+	s := New(Config{})
+	if _, _, err := s.Feed(unhex(t, curlGreetNoAuth+curlConnectName), nil); err != nil || s.User() != "" {
+		t.Fatalf("no auth: err %v user %q", err, s.User())
+	}
+}

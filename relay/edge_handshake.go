@@ -59,10 +59,17 @@ type handshake struct {
 	in       []byte // unparsed handshake bytes (from off); grows as needed, at most edgeBound
 	off      int    // parse position in in
 	scanned  int    // bytes after off already seen by a parser that said ErrNeedMore
-	// asked and user are what the client requested ("host:port") and the
-	// user it gave, for the access line of a session refused before it
-	// was relayed.
-	asked, user string
+	// ask is what the client requested and the user it gave, for the
+	// access line of a session refused before it was relayed; nil until
+	// known. A pointer, so that a stalled handshake does not pay for it
+	// (TestStalledHandshakesHeap).
+	ask *edgeAsk
+}
+
+// edgeAsk is an edge request as the client made it.
+type edgeAsk struct {
+	target string // "host:port" or "ip:port"
+	user   string
 }
 
 // resolveResult carries a resolver answer back to the session's loop.
@@ -222,7 +229,7 @@ func (s *session) advance(now time.Time) {
 			}
 			return
 		case errors.Is(err, socks5.ErrAuthFailed):
-			hs.user = hs.socks.User()
+			hs.ask = &edgeAsk{user: hs.socks.User()}
 			s.authFailed(now)
 			return
 		case err != nil:
@@ -231,7 +238,7 @@ func (s *session) advance(now time.Time) {
 		}
 		r := hs.socks.Request()
 		host, addr, port = r.Host, r.Addr, r.Port
-		hs.user = hs.socks.User()
+		hs.ask = &edgeAsk{user: hs.socks.User()}
 	} else {
 		r, n, err := httpconnect.Parse(b, cfg.edge.httpCfg)
 		switch {
@@ -243,7 +250,7 @@ func (s *session) advance(now time.Time) {
 			}
 		}
 		if err != nil {
-			hs.user, hs.asked = r.User, askedFor(r.Host, r.Addr, r.Port)
+			hs.ask = &edgeAsk{target: askedFor(r.Host, r.Addr, r.Port), user: r.User}
 			if !s.reply(httpconnect.AppendError(s.loop.out[:0], err)) {
 				return
 			}
@@ -256,9 +263,9 @@ func (s *session) advance(now time.Time) {
 		}
 		hs.off += n
 		host, addr, port = r.Host, r.Addr, r.Port
-		hs.user = r.User
+		hs.ask = &edgeAsk{user: r.User}
 	}
-	hs.asked = askedFor(host, addr, port)
+	hs.ask.target = askedFor(host, addr, port)
 	s.handOver()
 	s.route(host, addr, port)
 }

@@ -725,8 +725,8 @@ func (s *session) close(reason Reason, rst bool) {
 			Connect: s.connectDur, Duration: now.Sub(s.began), BytesUp: s.up.n, BytesDown: s.down.n,
 			Retries: int(max(s.attempts-1, 0)), Reason: reason.String(),
 		}
-		if hs := s.hs; hs != nil { // an edge session that never got relayed
-			e.Target, e.User = hs.asked, hs.user
+		if hs := s.hs; hs != nil && hs.ask != nil { // an edge session that never got relayed
+			e.Target, e.User = hs.ask.target, hs.ask.user
 		}
 		log.Access(&e)
 	}

@@ -140,7 +140,7 @@ func client(tb testing.TB) *http.Client {
 	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
 }
 
-func url(s *Server, path string) string { return "http://" + s.Addr().String() + path }
+func addrURL(s *Server, path string) string { return "http://" + s.Addr().String() + path }
 
 func get(tb testing.TB, c *http.Client, method, u string) (int, http.Header, string) {
 	tb.Helper()
@@ -162,7 +162,7 @@ func get(tb testing.TB, c *http.Client, method, u string) (int, http.Header, str
 
 func scrape(tb testing.TB, c *http.Client, s *Server) map[string]*dto.MetricFamily {
 	tb.Helper()
-	code, _, body := get(tb, c, http.MethodGet, url(s, "/metrics"))
+	code, _, body := get(tb, c, http.MethodGet, addrURL(s, "/metrics"))
 	if code != http.StatusOK {
 		tb.Fatalf("/metrics: status %d: %s", code, body)
 	}
@@ -347,7 +347,7 @@ relayd_log_write_errors_total 3
 		"relayd_log_entries_dropped_total", "relayd_log_entries_written_total",
 		"relayd_log_entries_sampled_total", "relayd_log_write_errors_total",
 	}
-	if err := testutil.ScrapeAndCompare(url(s, "/metrics"), strings.NewReader(want), names...); err != nil {
+	if err := testutil.ScrapeAndCompare(addrURL(s, "/metrics"), strings.NewReader(want), names...); err != nil {
 		t.Fatal(err)
 	}
 	http.DefaultClient.CloseIdleConnections() // ScrapeAndCompare uses the default client
@@ -487,7 +487,7 @@ func TestHealthAndReadiness(t *testing.T) {
 	c := client(t)
 	for i, want := range []bool{false, true, false, true} {
 		ready.Store(want)
-		code, hdr, body := get(t, c, http.MethodGet, url(s, "/readyz"))
+		code, hdr, body := get(t, c, http.MethodGet, addrURL(s, "/readyz"))
 		wantCode, wantBody := http.StatusServiceUnavailable, "not ready\n"
 		if want {
 			wantCode, wantBody = http.StatusOK, "ready\n"
@@ -498,23 +498,23 @@ func TestHealthAndReadiness(t *testing.T) {
 		if hdr.Get("Cache-Control") != "no-store" {
 			t.Errorf("/readyz Cache-Control = %q", hdr.Get("Cache-Control"))
 		}
-		if code, _, body := get(t, c, http.MethodGet, url(s, "/healthz")); code != http.StatusOK || body != "ok\n" {
+		if code, _, body := get(t, c, http.MethodGet, addrURL(s, "/healthz")); code != http.StatusOK || body != "ok\n" {
 			t.Errorf("step %d: /healthz = %d %q, want 200 ok", i, code, body)
 		}
 	}
 	// HEAD works like GET, without a body.
 	ready.Store(false)
-	if code, _, body := get(t, c, http.MethodHead, url(s, "/readyz")); code != http.StatusServiceUnavailable || body != "" {
+	if code, _, body := get(t, c, http.MethodHead, addrURL(s, "/readyz")); code != http.StatusServiceUnavailable || body != "" {
 		t.Errorf("HEAD /readyz = %d %q", code, body)
 	}
-	if code, _, _ := get(t, c, http.MethodGet, url(s, "/nope")); code != http.StatusNotFound {
+	if code, _, _ := get(t, c, http.MethodGet, addrURL(s, "/nope")); code != http.StatusNotFound {
 		t.Errorf("/nope = %d, want 404", code)
 	}
 }
 
 func TestNilReadyMeansReady(t *testing.T) {
 	s := startServer(t, Config{}, Sources{})
-	if code, _, _ := get(t, client(t), http.MethodGet, url(s, "/readyz")); code != http.StatusOK {
+	if code, _, _ := get(t, client(t), http.MethodGet, addrURL(s, "/readyz")); code != http.StatusOK {
 		t.Errorf("/readyz = %d, want 200", code)
 	}
 }
@@ -530,7 +530,7 @@ func TestOtherMethodsRefused(t *testing.T) {
 	c := client(t)
 	for _, path := range []string{"/metrics", "/healthz", "/readyz", "/debug/pprof/", "/debug/pprof/symbol", "/nope"} {
 		for _, m := range []string{http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch, http.MethodOptions} {
-			code, hdr, _ := get(t, c, m, url(s, path))
+			code, hdr, _ := get(t, c, m, addrURL(s, path))
 			if code != http.StatusMethodNotAllowed || hdr.Get("Allow") != "GET, HEAD" {
 				t.Errorf("%s %s = %d Allow=%q, want 405 Allow=GET, HEAD", m, path, code, hdr.Get("Allow"))
 			}
@@ -547,7 +547,7 @@ func TestPprofOnlyWhenEnabled(t *testing.T) {
 			s := startServer(t, Config{Pprof: on}, Sources{})
 			c := client(t)
 			for _, path := range []string{"/debug/pprof/", "/debug/pprof/cmdline", "/debug/pprof/goroutine?debug=1"} {
-				code, _, body := get(t, c, http.MethodGet, url(s, path))
+				code, _, body := get(t, c, http.MethodGet, addrURL(s, path))
 				if !on {
 					if code != http.StatusNotFound {
 						t.Errorf("%s = %d with pprof off, want 404", path, code)
@@ -559,7 +559,7 @@ func TestPprofOnlyWhenEnabled(t *testing.T) {
 				}
 			}
 			if on {
-				if _, _, body := get(t, c, http.MethodGet, url(s, "/debug/pprof/")); !strings.Contains(body, "goroutine") {
+				if _, _, body := get(t, c, http.MethodGet, addrURL(s, "/debug/pprof/")); !strings.Contains(body, "goroutine") {
 					t.Errorf("/debug/pprof/ index lacks goroutine: %.200s", body)
 				}
 			}
@@ -647,7 +647,7 @@ func TestStartListener(t *testing.T) {
 	if s.Addr().String() != ln.Addr().String() {
 		t.Errorf("Addr = %v, want %v", s.Addr(), ln.Addr())
 	}
-	if code, _, _ := get(t, client(t), http.MethodGet, url(s, "/healthz")); code != http.StatusOK {
+	if code, _, _ := get(t, client(t), http.MethodGet, addrURL(s, "/healthz")); code != http.StatusOK {
 		t.Errorf("/healthz = %d", code)
 	}
 	if err := s.Start(); !errors.Is(err, ErrStarted) {
@@ -715,7 +715,7 @@ func TestShutdownForcedByDeadline(t *testing.T) {
 	c := &http.Client{Transport: tr}
 	got := make(chan error, 1)
 	go func() {
-		resp, err := c.Get(url(s, "/readyz"))
+		resp, err := c.Get(addrURL(s, "/readyz"))
 		if err == nil {
 			resp.Body.Close()
 		}

@@ -54,6 +54,13 @@ type Config struct {
 	// Collectors are registered beside relayd's own (the master's worker
 	// gauges).
 	Collectors []prometheus.Collector
+	// Control, if set, serves the JSON API (GET /upstreams) and the state
+	// changes (POST /upstreams/state): over the control socket
+	// (ServeControl) freely, over Listen only with Token.
+	Control *Control
+	// Token is admin.token: the bearer that allows state changes over
+	// Listen. "" refuses them there.
+	Token string
 }
 
 // Validate checks Listen and the loopback rule. It does not bind.

@@ -63,10 +63,20 @@
 // /readyz. The old process's drain is then not scraped; its access log
 // still records every session.
 //
+// # Control API
+//
+// With Config.Control, GET /upstreams answers the upstreams as JSON and
+// POST /upstreams/state drains, disables or enables one (control.go). A
+// state change is admitted only over the control socket (ServeControl on
+// ListenControl's mode-0600 socket, the peer's SO_PEERCRED uid this
+// process's or root) or over Listen with the bearer Config.Token, compared
+// in constant time; anything else is 401. It is the one POST route.
+//
 // # Non-goals
 //
-// No authentication or TLS, no write endpoints (reload and upgrade are
-// signals), no push gateway, no per-session metrics.
+// No TLS (put the admin endpoint on loopback or behind a proxy that has
+// it), no reload or upgrade over HTTP (they are signals), no push gateway,
+// no per-session metrics.
 //
 // # Concurrency
 //

@@ -24,7 +24,7 @@ relayd_policy_denied_total{listener="socks",rule="metadata"} 1
 # TYPE relayd_source_rejected_total counter
 relayd_source_rejected_total{listener="socks",rule="acl-deny"} 2
 `
-	if err := testutil.ScrapeAndCompare(url(s, "/metrics"), strings.NewReader(want), "relayd_policy_denied_total", "relayd_source_rejected_total"); err != nil {
+	if err := testutil.ScrapeAndCompare(addrURL(s, "/metrics"), strings.NewReader(want), "relayd_policy_denied_total", "relayd_source_rejected_total"); err != nil {
 		t.Fatal(err)
 	}
 	http.DefaultClient.CloseIdleConnections()

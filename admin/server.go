@@ -39,8 +39,13 @@ type Server struct {
 	relayReg *prometheus.Registry
 	srv      *http.Server
 
+	// ctl serves the control socket (ServeControl); ctlDone closes when it
+	// returns. Both nil without one.
+	ctl     *http.Server
+	ctlDone chan struct{}
+
 	mu      sync.Mutex
-	ln      net.Listener  // mu guards ln, started
+	ln      net.Listener  // mu guards ln, started, ctl, ctlDone
 	started bool          // Start was called (or Shutdown/Close ran first)
 	done    chan struct{} // closed when the serve goroutine returns
 }
@@ -131,13 +136,23 @@ func (s *Server) Handler() http.Handler {
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
+	s.controlRoutes(mux)
 	return readOnly(mux)
 }
 
-// readOnly answers 405 to every method but GET and HEAD. pprof's symbol
-// lookup by POST is refused too: Go profiles carry their symbols.
+// controlPath is the one path that takes a POST: a state change, which
+// authorize admits only over the control socket or with the token.
+const controlPath = "/upstreams/state"
+
+// readOnly answers 405 to every method but GET and HEAD (and POST to
+// controlPath). pprof's symbol lookup by POST is refused too: Go profiles
+// carry their symbols.
 func readOnly(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && r.URL.Path == controlPath {
+			h.ServeHTTP(w, r)
+			return
+		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
 			plain(w, http.StatusMethodNotAllowed, "method not allowed\n")
@@ -190,6 +205,36 @@ func (s *Server) StartListener(ln net.Listener) error {
 	return nil
 }
 
+// ServeControl serves the same routes on ln, the control socket
+// (ListenControl), where state changes need no token: the socket's file
+// mode decides who may connect. The Server owns ln from here on.
+func (s *Server) ServeControl(ln net.Listener) {
+	srv := &http.Server{
+		Handler: s.srv.Handler, ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readHeaderTimeout,
+		WriteTimeout: writeTimeout, IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes,
+		ErrorLog: s.cfg.ErrorLog, ConnContext: controlContext,
+	}
+	done := make(chan struct{})
+	s.mu.Lock()
+	s.ctl, s.ctlDone = srv, done
+	s.mu.Unlock()
+	go func() {
+		defer close(done)
+		_ = srv.Serve(ln)
+	}()
+}
+
+// stopControl closes the control socket's server and waits for it.
+func (s *Server) stopControl() {
+	s.mu.Lock()
+	srv, done := s.ctl, s.ctlDone
+	s.mu.Unlock()
+	if srv != nil {
+		_ = srv.Close()
+		<-done
+	}
+}
+
 // Addr is the bound address, or nil before Start.
 func (s *Server) Addr() net.Addr {
 	s.mu.Lock()
@@ -206,6 +251,7 @@ func (s *Server) Addr() net.Addr {
 // concurrently, and before Start (Start then fails with ErrStarted).
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopping()
+	s.stopControl()
 	err := s.srv.Shutdown(ctx)
 	if err != nil {
 		_ = s.srv.Close() // a long pprof profile, a stuck scrape
@@ -218,6 +264,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // serve goroutine. Safe to call twice.
 func (s *Server) Close() error {
 	s.stopping()
+	s.stopControl()
 	err := s.srv.Close()
 	<-s.done
 	return err

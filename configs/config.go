@@ -364,7 +364,19 @@ type Admin struct {
 	AllowRemote bool `mapstructure:"allow_remote"`
 	// Pprof serves /debug/pprof/. Default false.
 	Pprof bool `mapstructure:"pprof"`
+	// Socket is the Unix socket of the control API (state changes: drain,
+	// disable, enable an upstream), mode 0600. "" means
+	// $RUNTIME_DIRECTORY/admin.sock when systemd gives a runtime directory,
+	// else none; "off" means none.
+	Socket string `mapstructure:"socket"`
+	// Token, if set, allows state changes over admin.listen with
+	// "Authorization: Bearer <token>" (at least 16 characters). Without it
+	// they are refused there, whatever the request carries.
+	Token string `mapstructure:"token"`
 }
+
+// SocketOff is the admin.socket value that disables the control socket.
+const SocketOff = "off"
 
 // Allowed values of the enumerated keys.
 const (

@@ -174,6 +174,12 @@ func (c *Config) validate() []*FieldError {
 	v.intRange("log.max_backups", c.Log.MaxBackups, 0, 10000)
 	v.intRange("log.max_age_days", c.Log.MaxAgeDays, 0, 36500)
 
+	if t := c.Admin.Token; t != "" && len(t) < 16 {
+		v.add("admin.token", RedactedPassword, "%d characters: a token needs at least 16", len(t))
+	}
+	if s := c.Admin.Socket; s != "" && s != SocketOff && !strings.HasPrefix(s, "/") {
+		v.add("admin.socket", s, "an absolute path, \"\" (the runtime directory's) or %q", SocketOff)
+	}
 	if c.Admin.Listen != "" {
 		ap, err := parseListen(c.Admin.Listen)
 		switch {

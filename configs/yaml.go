@@ -39,6 +39,9 @@ func (c *Config) YAML() ([]byte, error) {
 		}
 		out.Listeners[i].Auth.Users = users
 	}
+	if out.Admin.Token != "" {
+		out.Admin.Token = RedactedPassword
+	}
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)
 	enc.SetIndent(2)

@@ -85,6 +85,12 @@ func (c *checker) onTimer() {
 		c.result(err)
 		return
 	}
+	if AdminState(c.u.admin.Load()) == Disabled {
+		// Out for maintenance: no probe, and so no flapping; look again
+		// at the next interval.
+		w.loop.Wheel().Schedule(&c.s.timer, c.cfg.Interval, w.loop.Refresh())
+		return
+	}
 	fd, inProgress, err := w.sa.dial(c.u.key.Addr, netip.Addr{})
 	switch {
 	case err != nil:

@@ -63,6 +63,15 @@
 // back (with a check, only the check does). Every change is reported once
 // through Config.OnHealth and counted (UpstreamStats.Transitions).
 //
+// # Admin state
+//
+// Beside its health, each upstream has an operator's setting
+// (SetAdminState): Enabled, Draining (no new request is routed to it;
+// those in flight or queued finish) or Disabled (the same, and its active
+// checks pause). routeLocked skips an upstream that is not Enabled exactly
+// as one that is down, so a listener whose upstreams are all drained fails
+// fast with ErrUpstreamsDown.
+//
 // # Adaptive pacing
 //
 // With Pacing "adaptive" (the default) each upstream has two limits that a

@@ -91,7 +91,8 @@ type Upstream struct {
 	key UpstreamKey
 	cfg UpstreamConfig // Check with defaults applied
 
-	up atomic.Bool // lock-free copy of health.up, for callers and Stats
+	up    atomic.Bool   // lock-free copy of health.up, for callers and Stats
+	admin atomic.Uint32 // AdminState: written under p.mu, read by the checks without it
 
 	// Guarded by p.mu.
 	head, tail *Request // FIFO of requests waiting for this upstream
@@ -163,6 +164,7 @@ type UpstreamStats struct {
 	Listener    string
 	Addr        netip.AddrPort
 	Up          bool
+	Admin       AdminState // the operator's setting (SetAdminState)
 	Inflight    int
 	Queued      int
 	Limit       int     // connects allowed in flight now (1 while down: the trial)
@@ -184,7 +186,7 @@ type UpstreamStats struct {
 
 func (u *Upstream) statsLocked() UpstreamStats {
 	return UpstreamStats{
-		Listener: u.key.Listener, Addr: u.key.Addr, Up: u.health.up,
+		Listener: u.key.Listener, Addr: u.key.Addr, Up: u.health.up, Admin: AdminState(u.admin.Load()),
 		Inflight: u.inflight, Queued: u.queued, Limit: u.capLocked(), Rate: u.pace.ratePerSec(),
 		Connected: u.st.connected, Failures: u.st.failures, QueueTO: u.st.queueTimeouts,
 		Late: u.st.late, Rejected: u.st.rejected, Transitions: u.st.transitions,
@@ -207,6 +209,9 @@ func (u *Upstream) capLocked() int {
 
 // eligibleLocked reports whether a request may be routed to u at now.
 func (u *Upstream) eligibleLocked(now time.Time) bool {
+	if AdminState(u.admin.Load()) != Enabled {
+		return false // drained or disabled by an operator: no new session
+	}
 	if u.health.up {
 		return true
 	}

@@ -366,3 +366,58 @@ func TestCloseHaltsEveryCheck(t *testing.T) {
 		t.Fatalf("after Close: %d fds open, %d before the pool", n, base)
 	}
 }
+
+// An upstream an operator drains gets no new request while the other one
+// does; with every upstream drained, Submit refuses at once; enabled, it
+// serves again. Unknown upstreams and states are refused.
+func TestAdminStateDrain(t *testing.T) {
+	a, b := newEchoServer(t, "tcp4", "127.0.0.1:0"), newEchoServer(t, "tcp4", "127.0.0.1:0")
+	p := newPool(t, Config{Workers: 1})
+	ups := setUpstreams(t, p, "l", UpstreamConfig{Addr: a.addr}, UpstreamConfig{Addr: b.addr})
+	if prev, err := p.SetAdminState("l", a.addr, Draining); err != nil || prev != Enabled {
+		t.Fatalf("drain: %v %v", prev, err)
+	}
+	h := newRecorder(4)
+	for i := range 4 {
+		r := &Request{Upstreams: ups, Handler: h, Cookie: uint64(i)}
+		if err := p.Submit(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := h.wait(t, 4, 10*time.Second)
+	defer closeLeft(t, got)
+	for _, r := range got {
+		if r.Err != nil || r.Addr != b.addr {
+			t.Fatalf("request %d: %v to %v, want %v", r.Cookie, r.Err, r.Addr, b.addr)
+		}
+	}
+	if _, err := p.SetAdminState("l", b.addr, Disabled); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Submit(&Request{Upstreams: ups, Handler: newRecorder(1)}); err != ErrUpstreamsDown {
+		t.Fatalf("every upstream drained: %v, want ErrUpstreamsDown", err)
+	}
+	for _, s := range p.UpstreamStats() {
+		if want := map[netip.AddrPort]string{a.addr: "draining", b.addr: "disabled"}[s.Addr]; s.State() != want {
+			t.Fatalf("%v: %s, want %s", s.Addr, s.State(), want)
+		}
+	}
+	if _, err := p.SetAdminState("l", a.addr, Enabled); err != nil {
+		t.Fatal(err)
+	}
+	h2 := newRecorder(1)
+	if err := p.Submit(&Request{Upstreams: ups, Handler: h2}); err != nil {
+		t.Fatal(err)
+	}
+	r := h2.wait(t, 1, 10*time.Second)
+	defer closeLeft(t, r)
+	if r[0].Err != nil || r[0].Addr != a.addr {
+		t.Fatalf("enabled again: %v to %v", r[0].Err, r[0].Addr)
+	}
+	if _, err := p.SetAdminState("l", netip.MustParseAddrPort("127.0.0.1:1"), Draining); !errors.Is(err, ErrUnknownUpstream) {
+		t.Fatalf("unknown upstream: %v", err)
+	}
+	if _, err := ParseAdminState("explode"); !errors.Is(err, ErrInvalidRequest) {
+		t.Fatalf("bad state: %v", err)
+	}
+}

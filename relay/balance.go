@@ -152,3 +152,25 @@ func (s *Server) unregister(name string) {
 		_, _ = reg.SetUpstreams(name, nil) // an empty list cannot fail
 	}
 }
+
+// UpstreamSessions returns, for each listener, the sessions connected to
+// each of its upstreams now. A session counts in the upstream set it began
+// with: after a reload that changed a listener's set, the sessions of the
+// old set are no longer counted here.
+func (s *Server) UpstreamSessions() map[string]map[netip.AddrPort]int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]map[netip.AddrPort]int64, len(s.listeners))
+	for _, ln := range s.listeners {
+		ups := ln.ups.Load()
+		if ups == nil {
+			continue
+		}
+		m := make(map[netip.AddrPort]int64, len(ups.rot))
+		for i, r := range ups.rot {
+			m[r[0]] += ups.active[i].Load()
+		}
+		out[ln.cfg.Name] = m
+	}
+	return out
+}

@@ -20,18 +20,28 @@ type adminServer struct{ srv *admin.Server }
 // admin.listen. The socket comes from tableflip so that an upgraded
 // successor inherits it instead of failing to bind a port still held here.
 func startAdmin(cfg *configs.Config, d *daemon, upg *tableflip.Upgrader) (adminServer, error) {
-	if cfg.Admin.Listen == "" {
+	if cfg.Admin.Listen == "" && controlSocketPath(cfg) == "" {
 		return adminServer{}, nil
 	}
 	srv, err := admin.New(admin.Config{
 		Listen:      cfg.Admin.Listen,
+		Unix:        cfg.Admin.Listen == "", // the control socket alone
 		AllowRemote: cfg.Admin.AllowRemote,
 		Pprof:       cfg.Admin.Pprof,
 		Version:     versionString(),
 		ErrorLog:    zap.NewStdLog(d.log.Z()),
+		Control:     daemonControl(d),
+		Token:       cfg.Admin.Token,
 	}, daemonSources(d))
 	if err != nil {
 		return adminServer{}, err
+	}
+	if err := serveControlSocket(cfg, srv, upg.HasParent(), d.log.Z()); err != nil {
+		_ = srv.Close()
+		return adminServer{}, err
+	}
+	if cfg.Admin.Listen == "" {
+		return adminServer{srv}, nil
 	}
 	ln, err := upg.Listen("tcp", cfg.Admin.Listen)
 	if err != nil {

@@ -67,7 +67,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newWorkerCmd(), newConfigCmd(), newVersionCmd(), newDemoCmd(),
+	root.AddCommand(newServeCmd(), newWorkerCmd(), newConfigCmd(), newVersionCmd(), newDemoCmd(), newCtlCmd(),
 		loadtest.SinkCommand(), newLoadCmd())
 	// A bad flag is a usage error (exit 2); subcommands inherit this.
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &exitError{code: 2, err: err} })

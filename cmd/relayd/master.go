@@ -32,6 +32,7 @@ import (
 // the workers running (internal/master), merges their metrics, and turns
 // signals into messages to them. It relays no bytes.
 type relayMaster struct {
+	ctl    masterControl // upstream admin states, kept for every worker
 	log    *logging.Logger
 	opts   configs.LoadOptions
 	n      int
@@ -65,6 +66,7 @@ type group struct {
 func serveMaster(cfg *configs.Config, opts configs.LoadOptions, pidFile string, log *logging.Logger) error {
 	m := &relayMaster{log: log, opts: opts, n: cfg.Processes.Workers(), groups: map[string]*group{},
 		keys: map[string]int{}, nextKey: 1, stopping: make(chan struct{})}
+	m.ctl.m = m
 	var err error
 	if m.upg, err = tableflip.New(tableflip.Options{PIDFile: pidFile}); err != nil {
 		return startFailed(log, err)
@@ -277,7 +279,7 @@ func (m *relayMaster) setConfig(cfg *configs.Config) {
 // hello is worker w's first message: the config, its socket of every
 // listener, its admin socket and the session table.
 func (m *relayMaster) hello(w int) (master.Msg, []int) {
-	msg := master.Msg{Type: master.MsgHello, Worker: w, Workers: m.n, Gen: m.gen, Config: m.cfgJSON, Admin: -1}
+	msg := master.Msg{Type: master.MsgHello, Worker: w, Workers: m.n, Gen: m.gen, Config: m.cfgJSON, Admin: -1, Upstreams: m.ctl.kept()}
 	var fds []int
 	for _, name := range m.groupNames() {
 		msg.Listeners = append(msg.Listeners, master.ListenerFD{Name: name, Key: m.keys[name], FD: len(fds)})
@@ -411,8 +413,12 @@ func (m *relayMaster) startAdmin(cfg *configs.Config) error {
 		Listen: cfg.Admin.Listen, AllowRemote: cfg.Admin.AllowRemote, Pprof: cfg.Admin.Pprof,
 		Version: versionString(), ErrorLog: zap.NewStdLog(m.log.Z()),
 		Merger: m.merger, Collectors: []prometheus.Collector{admin.NewWorkersCollector(m.workerInfo)},
+		Control: m.ctl.api(), Token: cfg.Admin.Token,
 	}, admin.Sources{Ready: m.ready})
 	if err != nil {
+		return err
+	}
+	if err := serveControlSocket(cfg, m.adm, m.upg.HasParent(), m.log.Z()); err != nil {
 		return err
 	}
 	ln, err := m.upg.Listen("tcp", cfg.Admin.Listen)
@@ -430,6 +436,20 @@ func (m *relayMaster) stopAdmin() {
 	if m.adm != nil {
 		_ = m.adm.Close()
 	}
+}
+
+// readyWorkers are the indexes of the workers running and ready.
+func (m *relayMaster) readyWorkers() []int {
+	var out []int
+	if m.sup == nil {
+		return out
+	}
+	for _, s := range m.sup.Status() {
+		if s.PID != 0 && s.Ready {
+			out = append(out, s.Index)
+		}
+	}
+	return out
 }
 
 // workerSocket is worker i's metrics socket: in the abstract namespace, so

@@ -155,6 +155,7 @@ func runWorker() error {
 	// The sockets are the master's for its whole life: stopping here must
 	// only close this process's copies (a replacement takes them over).
 	d.relay.HandOff()
+	applyAdminStates(d, hello.Upstreams)
 	var adm *admin.Server
 	if hello.Admin >= 0 && hello.Admin < len(fds) {
 		if adm, err = workerAdmin(d, fds[hello.Admin]); err != nil {
@@ -245,14 +246,14 @@ func workerAdmin(d *daemon, fd int) (*admin.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("worker: admin socket: %w", err)
 	}
-	srv, err := admin.New(admin.Config{Unix: true, Version: versionString(), ErrorLog: zap.NewStdLog(d.log.Z())}, daemonSources(d))
+	srv, err := admin.New(admin.Config{Unix: true, Version: versionString(), ErrorLog: zap.NewStdLog(d.log.Z()),
+		Control: daemonControl(d)}, daemonSources(d))
 	if err != nil {
 		ln.Close()
 		return nil, err
 	}
-	if err := srv.StartListener(ln); err != nil {
-		ln.Close()
-		return nil, err
-	}
+	// Served as a control socket: the master (same user) asks it for its
+	// upstreams and passes state changes on; other users are not trusted.
+	srv.ServeControl(ln)
 	return srv, nil
 }

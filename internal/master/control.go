@@ -37,8 +37,11 @@ type Msg struct {
 	Admin     int          `json:"admin,omitempty"`      // hello: fd index of the worker's admin socket, -1 none
 	Table     int          `json:"table,omitempty"`      // hello: fd index of the shared session table
 	TableKeys int          `json:"table_keys,omitempty"` // hello: its key count
-	Error     string       `json:"error,omitempty"`
-	PID       int          `json:"pid,omitempty"` // ready
+	// Upstreams are the upstream admin states an operator set (hello:
+	// the worker starts with them).
+	Upstreams []UpstreamState `json:"upstreams,omitempty"`
+	Error     string          `json:"error,omitempty"`
+	PID       int             `json:"pid,omitempty"` // ready
 }
 
 // ListenerFD names one socket sent with a message.
@@ -170,4 +173,12 @@ func closeAll(fds []int) {
 	for _, fd := range fds {
 		unix.Close(fd)
 	}
+}
+
+// UpstreamState is one upstream's admin state ("draining", "disabled") as
+// the master hands it to a worker.
+type UpstreamState struct {
+	Listener string `json:"listener"`
+	Upstream string `json:"upstream"`
+	State    string `json:"state"`
 }

@@ -1,0 +1,312 @@
+package admin
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/relayd/relayd/connector"
+)
+
+// UpstreamInfo is one upstream in GET /upstreams. The JSON names are
+// stable (README, "Runtime control").
+type UpstreamInfo struct {
+	Listener         string            `json:"listener"`
+	Upstream         string            `json:"upstream"`
+	State            string            `json:"state"`  // up, down, draining, disabled
+	Health           string            `json:"health"` // up or down, whatever the admin state
+	Admin            string            `json:"admin"`  // enabled, draining, disabled
+	SessionsActive   int64             `json:"sessions_active"`
+	ConnectsInflight int               `json:"connects_inflight"`
+	ConnectsQueued   int               `json:"connects_queued"`
+	ConnectLimit     int               `json:"connect_limit"`
+	Connected        uint64            `json:"connected_total"`
+	Failures         map[string]uint64 `json:"failures_total"` // by class
+	Checks           uint64            `json:"checks_total"`
+	CheckFailures    uint64            `json:"check_failures_total"`
+	Transitions      uint64            `json:"transitions_total"`
+}
+
+// StateChange is the answer to POST /upstreams/state.
+type StateChange struct {
+	Listener string `json:"listener"`
+	Upstream string `json:"upstream"`
+	State    string `json:"state"`    // the admin state now
+	Previous string `json:"previous"` // the admin state before
+}
+
+// Control is what the control API changes; the binary implements it (in a
+// multi-process master, by applying it to every worker).
+type Control struct {
+	// Upstreams lists the upstreams, with their sessions (nil: not served).
+	Upstreams func(ctx context.Context) ([]UpstreamInfo, error)
+	// SetUpstream sets one upstream's admin state; who says who asked
+	// (the peer of the socket or the TCP client), for the log.
+	SetUpstream func(ctx context.Context, listener string, addr netip.AddrPort, st connector.AdminState, who string) (StateChange, error)
+}
+
+// trustKey marks requests that came in over the control socket.
+type trustKey struct{}
+
+// whoKey carries who a request came from (uid/pid of a socket peer).
+type whoKey struct{}
+
+// BuildUpstreams joins the connector's snapshot with the relay's session
+// counts into the /upstreams answer, sorted by listener and upstream.
+func BuildUpstreams(ups []connector.UpstreamStats, sessions map[string]map[netip.AddrPort]int64) []UpstreamInfo {
+	out := make([]UpstreamInfo, 0, len(ups))
+	for i := range ups {
+		u := &ups[i]
+		health := "down"
+		if u.Up {
+			health = "up"
+		}
+		fails := make(map[string]uint64, connector.NumClasses)
+		for c := range connector.NumClasses {
+			fails[connector.Class(c).String()] = u.Failures[c]
+		}
+		out = append(out, UpstreamInfo{
+			Listener: u.Listener, Upstream: u.Addr.String(), State: u.State(), Health: health, Admin: u.Admin.String(),
+			SessionsActive: sessions[u.Listener][u.Addr], ConnectsInflight: u.Inflight, ConnectsQueued: u.Queued,
+			ConnectLimit: u.Limit, Connected: u.Connected, Failures: fails, Checks: u.Checks, CheckFailures: u.CheckFails,
+			Transitions: u.Transitions,
+		})
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].Listener != out[j].Listener {
+			return out[i].Listener < out[j].Listener
+		}
+		return out[i].Upstream < out[j].Upstream
+	})
+	return out
+}
+
+// controlRoutes adds the JSON API to mux: GET /upstreams (?listener=),
+// and POST /upstreams/state (listener, upstream, state = enable | drain |
+// disable), which is allowed only over the control socket or with the
+// bearer token.
+func (s *Server) controlRoutes(mux *http.ServeMux) {
+	c := s.cfg.Control
+	if c == nil {
+		return
+	}
+	if c.Upstreams != nil {
+		mux.HandleFunc("GET /upstreams", func(w http.ResponseWriter, r *http.Request) {
+			ups, err := c.Upstreams(r.Context())
+			if err != nil {
+				jsonError(w, http.StatusBadGateway, err)
+				return
+			}
+			if l := r.URL.Query().Get("listener"); l != "" {
+				kept := ups[:0]
+				for _, u := range ups {
+					if u.Listener == l {
+						kept = append(kept, u)
+					}
+				}
+				ups = kept
+			}
+			writeJSON(w, http.StatusOK, ups)
+		})
+	}
+	if c.SetUpstream != nil {
+		mux.HandleFunc("POST /upstreams/state", func(w http.ResponseWriter, r *http.Request) {
+			who, ok := s.authorize(w, r)
+			if !ok {
+				return
+			}
+			if err := r.ParseForm(); err != nil {
+				jsonError(w, http.StatusBadRequest, err)
+				return
+			}
+			listener, up, state := r.Form.Get("listener"), r.Form.Get("upstream"), r.Form.Get("state")
+			addr, err := netip.ParseAddrPort(up)
+			if err != nil || listener == "" {
+				jsonError(w, http.StatusBadRequest, fmt.Errorf("want listener=NAME&upstream=IP:PORT&state=enable|drain|disable (upstream %q: %v)", up, err))
+				return
+			}
+			st, err := connector.ParseAdminState(state)
+			if err != nil {
+				jsonError(w, http.StatusBadRequest, err)
+				return
+			}
+			ch, err := c.SetUpstream(r.Context(), listener, addr, st, who)
+			switch {
+			case errors.Is(err, connector.ErrUnknownUpstream):
+				jsonError(w, http.StatusNotFound, err)
+			case err != nil:
+				jsonError(w, http.StatusBadGateway, err)
+			default:
+				writeJSON(w, http.StatusOK, ch)
+			}
+		})
+	}
+}
+
+// authorize admits a state change: over the control socket (its file mode
+// already limits who can connect), or over TCP with the configured bearer
+// token, compared in constant time. It answers 401 otherwise.
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request) (who string, ok bool) {
+	if r.Context().Value(trustKey{}) == true {
+		who, _ = r.Context().Value(whoKey{}).(string)
+		return "socket " + who, true
+	}
+	tok := s.cfg.Token
+	got, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if tok == "" || !found || subtle.ConstantTimeCompare([]byte(got), []byte(tok)) != 1 {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="relayd"`)
+		msg := "state changes need the control socket or admin.token"
+		if tok == "" {
+			msg = "state changes over TCP are off (no admin.token): use the control socket"
+		}
+		jsonError(w, http.StatusUnauthorized, errors.New(msg))
+		return "", false
+	}
+	return "token from " + r.RemoteAddr, true
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func jsonError(w http.ResponseWriter, code int, err error) {
+	writeJSON(w, code, map[string]string{"error": err.Error()})
+}
+
+// ListenControl binds the control socket at path with mode 0600. A stale
+// socket file (its process gone) is replaced; one that answers is refused
+// — two daemons on one socket — unless takeOver (an upgraded successor,
+// whose parent serves it until it exits): then the new socket is bound
+// beside it and renamed over it, so the path is never missing. The file is
+// not removed on close, since after an upgrade the path is the
+// successor's; the next start replaces what a stopped daemon left.
+func ListenControl(path string, takeOver bool) (net.Listener, error) {
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("admin: control socket %s: exists and is not a socket", path)
+		}
+		if c, err := net.Dial("unix", path); err == nil {
+			c.Close()
+			if !takeOver {
+				return nil, fmt.Errorf("admin: control socket %s: another process serves it", path)
+			}
+		}
+	}
+	tmp := fmt.Sprintf("%s.%d", path, os.Getpid())
+	_ = os.Remove(tmp)
+	ln, err := net.Listen("unix", tmp)
+	if err != nil {
+		return nil, fmt.Errorf("admin: control socket: %w", err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	if err := os.Chmod(tmp, 0o600); err != nil {
+		ln.Close()
+		_ = os.Remove(tmp)
+		return nil, fmt.Errorf("admin: control socket: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		ln.Close()
+		_ = os.Remove(tmp)
+		return nil, fmt.Errorf("admin: control socket: %w", err)
+	}
+	return ln, nil
+}
+
+// controlContext marks connections of the control socket trusted when
+// their peer (SO_PEERCRED) is this process's user or root — what mode 0600
+// lets connect to a file socket, and the same rule for a worker's abstract
+// socket, which has no file mode — and records the peer for the log.
+func controlContext(ctx context.Context, c net.Conn) context.Context {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return ctx
+	}
+	var cred *syscall.Ucred
+	if raw, err := uc.SyscallConn(); err == nil {
+		_ = raw.Control(func(fd uintptr) {
+			cred, _ = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
+		})
+	}
+	if cred == nil || (int(cred.Uid) != os.Getuid() && cred.Uid != 0) {
+		return ctx // not trusted: state changes need the token, as over TCP
+	}
+	who := fmt.Sprintf("uid %d pid %d", cred.Uid, cred.Pid)
+	return context.WithValue(context.WithValue(ctx, trustKey{}, true), whoKey{}, who)
+}
+
+// UnixDo sends one request to an admin endpoint served on the Unix socket
+// path (a worker's, or the control socket) and decodes its JSON answer
+// into out. A non-2xx answer is an error carrying the endpoint's message.
+func UnixDo(ctx context.Context, path, method, urlPath string, form url.Values, out any) error {
+	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", path)
+	}, DisableKeepAlives: true}
+	defer tr.CloseIdleConnections()
+	return Do(ctx, &http.Client{Transport: tr}, method, "http://relayd"+urlPath, "", form, out)
+}
+
+// Do sends one request to an admin endpoint (token: the bearer, "" for
+// none) and decodes its JSON answer into out.
+func Do(ctx context.Context, c *http.Client, method, u, token string, form url.Values, out any) error {
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return err
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		var e struct{ Error string }
+		if json.Unmarshal(b, &e) == nil && e.Error != "" {
+			return &StatusError{Code: resp.StatusCode, Msg: e.Error}
+		}
+		return &StatusError{Code: resp.StatusCode, Msg: strings.TrimSpace(string(b))}
+	}
+	if out == nil {
+		return nil
+	}
+	return json.Unmarshal(b, out)
+}
+
+// StatusError is an admin endpoint's refusal.
+type StatusError struct {
+	Code int
+	Msg  string
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("%d %s: %s", e.Code, http.StatusText(e.Code), e.Msg)
+}

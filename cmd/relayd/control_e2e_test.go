@@ -1,0 +1,211 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/relayd/relayd/admin"
+)
+
+const testToken = "0123456789abcdef-token"
+
+// taggedSession opens a session through addr and returns the upstream's
+// tag and the open connection (proven by one echo).
+func taggedSession(t *testing.T, addr string) (byte, net.Conn) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	tag := make([]byte, 1)
+	if _, err := io.ReadFull(c, tag); err != nil {
+		t.Fatalf("tag: %v", err)
+	}
+	if err := roundTrip(c, "held"); err != nil {
+		t.Fatal(err)
+	}
+	return tag[0], c
+}
+
+// ctl runs `relayd ctl ARGS` and returns its output and exit error.
+func ctl(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	out, err := exec.Command(relaydBin, append([]string{"ctl"}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+func ctlUpstreams(t *testing.T, sock string) map[string]admin.UpstreamInfo {
+	t.Helper()
+	out, err := exec.Command(relaydBin, "ctl", "--socket", sock, "--json", "upstreams").Output()
+	if err != nil {
+		t.Fatalf("ctl upstreams: %v %s", err, out)
+	}
+	var list []admin.UpstreamInfo
+	if err := json.Unmarshal(out, &list); err != nil {
+		t.Fatalf("ctl upstreams: %v\n%s", err, out)
+	}
+	m := map[string]admin.UpstreamInfo{}
+	for _, u := range list {
+		m[u.Upstream] = u
+	}
+	return m
+}
+
+// A drained upstream gets no new session while its open ones go on and
+// end normally, /upstreams says "draining" with its live session count,
+// and enable brings traffic back — without a reload, in one process and
+// with a master and workers (where a worker killed meanwhile comes back
+// drained too). State changes over TCP need the token; the socket is
+// refused to another user.
+func TestControlDrainEnable(t *testing.T) {
+	for _, procs := range []int{1, 2} {
+		t.Run(fmt.Sprintf("processes=%d", procs), func(t *testing.T) { controlDrainEnable(t, procs) })
+	}
+}
+
+func controlDrainEnable(t *testing.T, procs int) {
+	a, b := tagEcho(t, 'A'), tagEcho(t, 'B')
+	aAddr, bAddr := a.Addr().String(), b.Addr().String()
+	sock := filepath.Join(t.TempDir(), "admin.sock")
+	c := startRelayd(t, fmt.Sprintf(`processes: %d
+listeners:
+  - name: e2e
+    listen: 127.0.0.1:0
+    upstreams: [%s, %s]
+relay:
+  loops: 1
+admin:
+  listen: 127.0.0.1:0
+  socket: %s
+  token: %s
+`, procs, aAddr, bAddr, sock, testToken), "")
+	adm := adminAddr(t, c)
+	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o600 || fi.Mode()&os.ModeSocket == 0 {
+		t.Fatalf("control socket: %v %v", fi.Mode(), err)
+	}
+	// Sessions on both upstreams, held open.
+	held := map[byte]net.Conn{}
+	for i := 0; i < 20 && len(held) < 2; i++ {
+		tag, conn := taggedSession(t, c.addr)
+		if held[tag] == nil {
+			held[tag] = conn
+		} else {
+			conn.Close()
+		}
+	}
+	if held['A'] == nil || held['B'] == nil {
+		t.Fatalf("sessions reached %d upstreams, want both", len(held))
+	}
+
+	if out, err := ctl(t, "--socket", sock, "drain", "e2e", aAddr); err != nil || !strings.Contains(out, "draining (was enabled)") {
+		t.Fatalf("ctl drain: %v %s", err, out)
+	}
+	waitFor(t, 10*time.Second, "A draining with its open session", func() bool {
+		u := ctlUpstreams(t, sock)[aAddr]
+		return u.State == "draining" && u.Admin == "draining" && u.Health == "up" && u.SessionsActive == 1
+	})
+	for range 30 {
+		if tag, conn := taggedSession(t, c.addr); tag != 'B' {
+			t.Fatalf("a new session reached the drained upstream %c", tag)
+		} else {
+			conn.Close()
+		}
+	}
+	if err := roundTrip(held['A'], "still relayed"); err != nil {
+		t.Fatalf("the drained upstream's open session: %v", err)
+	}
+	if procs > 1 {
+		// Workers that die come back with the state the master keeps
+		// (every one is killed: the test's one source address is steered
+		// to one of them).
+		pids := workerPIDs(c)
+		for _, p := range pids {
+			_ = syscall.Kill(p, syscall.SIGKILL)
+		}
+		waitFor(t, 20*time.Second, "replacement workers ready", func() bool {
+			now := workerPIDs(c)
+			for i, p := range pids {
+				if now[i] == 0 || now[i] == p {
+					return false
+				}
+			}
+			return true
+		})
+		for range 30 {
+			if tag, conn := taggedSession(t, c.addr); tag != 'B' {
+				t.Fatalf("after a worker restart, a new session reached the drained upstream")
+			} else {
+				conn.Close()
+			}
+		}
+	}
+
+	// Over TCP: refused without the token, and nothing changes.
+	post := func(token string) int {
+		form := url.Values{"listener": {"e2e"}, "upstream": {aAddr}, "state": {"enable"}}
+		req, _ := http.NewRequest("POST", "http://"+adm+"/upstreams/state", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, tok := range []string{"", "wrong-token-0123456789"} {
+		if code := post(tok); code != http.StatusUnauthorized {
+			t.Fatalf("POST with token %q: %d, want 401", tok, code)
+		}
+	}
+	if u := ctlUpstreams(t, sock)[aAddr]; u.State != "draining" {
+		t.Fatalf("a refused request changed the state to %q", u.State)
+	}
+	// Another user cannot use the socket (mode 0600).
+	if os.Geteuid() == 0 {
+		_ = os.Chmod(filepath.Dir(relaydBin), 0o755)
+		cmd := exec.Command(relaydBin, "ctl", "--socket", sock, "enable", "e2e", aAddr)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || !strings.Contains(string(out), "permission denied") {
+			t.Fatalf("ctl as another user: %v %s", err, out)
+		}
+		if u := ctlUpstreams(t, sock)[aAddr]; u.State != "draining" {
+			t.Fatalf("another user changed the state to %q", u.State)
+		}
+	}
+
+	// With the token over TCP: enable, and traffic returns.
+	if out, err := ctl(t, "--admin", adm, "--token", testToken, "enable", "e2e", aAddr); err != nil || !strings.Contains(out, "enabled (was draining)") {
+		t.Fatalf("ctl enable over TCP: %v %s", err, out)
+	}
+	waitFor(t, 20*time.Second, "a new session on A again", func() bool {
+		tag, conn := taggedSession(t, c.addr)
+		conn.Close()
+		return tag == 'A'
+	})
+	if out, err := ctl(t, "--socket", sock, "drain", "e2e", "127.0.0.1:1"); err == nil || !strings.Contains(out, "404") {
+		t.Fatalf("drain of an unknown upstream: %v %s", err, out)
+	}
+	if !strings.Contains(c.stderr.String(), `"msg":"upstream admin state"`) || !strings.Contains(c.stderr.String(), `"by":"socket uid `) ||
+		!strings.Contains(c.stderr.String(), `"by":"token from 127.0.0.1:`) {
+		t.Fatalf("state changes not logged with who made them:\n%s", c.stderr.String())
+	}
+}

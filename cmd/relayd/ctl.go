@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/relayd/relayd/admin"
+)
+
+// ctlTarget is where `relayd ctl` sends its requests: the control socket,
+// or the admin endpoint over TCP with a token.
+type ctlTarget struct {
+	socket, addr, token string
+	asJSON              bool
+}
+
+// defaultSocket is the control socket `relayd ctl` tries without
+// --socket: the unit's runtime directory.
+func defaultSocket() string {
+	if rd, _, _ := strings.Cut(os.Getenv("RUNTIME_DIRECTORY"), ":"); rd != "" {
+		return filepath.Join(rd, "admin.sock")
+	}
+	return "/run/relayd/admin.sock"
+}
+
+func (c *ctlTarget) do(ctx context.Context, method, path string, form url.Values, out any) error {
+	if c.addr != "" {
+		cl := &http.Client{Timeout: 30 * time.Second}
+		return admin.Do(ctx, cl, method, "http://"+c.addr+path, c.token, form, out)
+	}
+	return admin.UnixDo(ctx, c.socket, method, path, form, out)
+}
+
+// newCtlCmd is `relayd ctl`: the operator's client of the control API.
+func newCtlCmd() *cobra.Command {
+	t := &ctlTarget{}
+	cmd := &cobra.Command{
+		Use:   "ctl",
+		Short: "Look at and change a running relayd: upstreams, drain, disable, enable",
+		Long: `Talk to a running relayd's control API: over its control socket (admin.socket,
+mode 0600: run as relayd's user or root), or over admin.listen with --admin
+and --token (admin.token; state changes over TCP need it).
+
+  relayd ctl upstreams [--listener NAME]
+  relayd ctl drain   LISTENER UPSTREAM    no new sessions; open ones finish
+  relayd ctl disable LISTENER UPSTREAM    the same, for maintenance: active checks pause
+  relayd ctl enable  LISTENER UPSTREAM    back in rotation
+
+A change applies at once, to every worker, and lasts until changed again or
+relayd restarts (a reload keeps it).`,
+	}
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&t.socket, "socket", defaultSocket(), "the control socket")
+	pf.StringVar(&t.addr, "admin", "", "host:port of admin.listen instead of the socket")
+	pf.StringVar(&t.token, "token", os.Getenv("RELAYD_ADMIN_TOKEN"), "admin.token for --admin (default $RELAYD_ADMIN_TOKEN)")
+	pf.BoolVar(&t.asJSON, "json", false, "print the answer as JSON")
+
+	var listener string
+	ups := &cobra.Command{
+		Use:   "upstreams",
+		Short: "List the upstreams: state, sessions, connects, failures",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			path := "/upstreams"
+			if listener != "" {
+				path += "?listener=" + url.QueryEscape(listener)
+			}
+			var list []admin.UpstreamInfo
+			if err := t.do(cmd.Context(), "GET", path, nil, &list); err != nil {
+				return ctlError(err)
+			}
+			if t.asJSON {
+				return printJSON(cmd.OutOrStdout(), list)
+			}
+			return printUpstreams(cmd.OutOrStdout(), list)
+		},
+	}
+	ups.Flags().StringVar(&listener, "listener", "", "only this listener's")
+	cmd.AddCommand(ups)
+	for _, verb := range []string{"drain", "disable", "enable"} {
+		cmd.AddCommand(&cobra.Command{
+			Use:   verb + " LISTENER UPSTREAM",
+			Short: map[string]string{"drain": "Take an upstream out of rotation; its sessions finish", "disable": "Take an upstream out for maintenance (its checks pause)", "enable": "Put an upstream back in rotation"}[verb],
+			Args:  cobra.ExactArgs(2),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				var ch admin.StateChange
+				form := url.Values{"listener": {args[0]}, "upstream": {args[1]}, "state": {verb}}
+				if err := t.do(cmd.Context(), "POST", "/upstreams/state", form, &ch); err != nil {
+					return ctlError(err)
+				}
+				if t.asJSON {
+					return printJSON(cmd.OutOrStdout(), ch)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s %s: %s (was %s)\n", ch.Listener, ch.Upstream, ch.State, ch.Previous)
+				return nil
+			},
+		})
+	}
+	return cmd
+}
+
+// ctlError makes a refusal a one-line error (exit 1).
+func ctlError(err error) error {
+	var se *admin.StatusError
+	if errors.As(err, &se) {
+		return fmt.Errorf("relayd answered %d: %s", se.Code, se.Msg)
+	}
+	return err
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func printUpstreams(w io.Writer, list []admin.UpstreamInfo) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "LISTENER\tUPSTREAM\tSTATE\tSESSIONS\tCONNECTING\tQUEUED\tLIMIT\tCONNECTED\tFAILURES")
+	for _, u := range list {
+		var fails []string
+		for cl, n := range u.Failures {
+			if n > 0 {
+				fails = append(fails, fmt.Sprintf("%s=%d", cl, n))
+			}
+		}
+		sort.Strings(fails)
+		f := strings.Join(fails, " ")
+		if f == "" {
+			f = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", u.Listener, u.Upstream, u.State, u.SessionsActive,
+			u.ConnectsInflight, u.ConnectsQueued, u.ConnectLimit, u.Connected, f)
+	}
+	return tw.Flush()
+}

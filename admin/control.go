@@ -254,10 +254,7 @@ func controlContext(ctx context.Context, c net.Conn) context.Context {
 // path (a worker's, or the control socket) and decodes its JSON answer
 // into out. A non-2xx answer is an error carrying the endpoint's message.
 func UnixDo(ctx context.Context, path, method, urlPath string, form url.Values, out any) error {
-	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", path)
-	}, DisableKeepAlives: true}
+	tr := unixTransport(path)
 	defer tr.CloseIdleConnections()
 	return Do(ctx, &http.Client{Transport: tr}, method, "http://relayd"+urlPath, "", form, out)
 }
@@ -309,4 +306,13 @@ type StatusError struct {
 
 func (e *StatusError) Error() string {
 	return fmt.Sprintf("%d %s: %s", e.Code, http.StatusText(e.Code), e.Msg)
+}
+
+// unixTransport is an HTTP transport to the Unix socket path, one
+// connection a request.
+func unixTransport(path string) *http.Transport {
+	return &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", path)
+	}, DisableKeepAlives: true}
 }

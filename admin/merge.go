@@ -3,7 +3,6 @@ package admin
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -240,10 +239,7 @@ const RelayPath = "/metrics/relayd"
 // RelayPath) of the admin endpoint served on the Unix socket at path (a
 // worker's).
 func ScrapeUnix(ctx context.Context, path, urlPath string) (Families, error) {
-	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", path)
-	}, DisableKeepAlives: true}
+	tr := unixTransport(path)
 	defer tr.CloseIdleConnections()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://worker"+urlPath, nil)
 	if err != nil {

@@ -137,6 +137,9 @@ func (s *Server) Handler() http.Handler {
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	s.controlRoutes(mux)
+	if s.cfg.Control != nil && s.cfg.Control.Upstreams != nil && !s.cfg.Unix {
+		mux.HandleFunc("GET /{$}", serveStatus) // the status page (status.go)
+	}
 	return readOnly(mux)
 }
 

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/relayd/relayd/admin"
+	"github.com/relayd/relayd/internal/testbrowser"
 )
 
 const testToken = "0123456789abcdef-token"
@@ -207,5 +208,48 @@ admin:
 	if !strings.Contains(c.stderr.String(), `"msg":"upstream admin state"`) || !strings.Contains(c.stderr.String(), `"by":"socket uid `) ||
 		!strings.Contains(c.stderr.String(), `"by":"token from 127.0.0.1:`) {
 		t.Fatalf("state changes not logged with who made them:\n%s", c.stderr.String())
+	}
+}
+
+// The status page at / renders in a real browser from the JSON API and the
+// metrics alone: a row per listener and upstream, the open session
+// counted, and a drain shows on the page at its next refresh.
+func TestStatusPage(t *testing.T) {
+	a, b := tagEcho(t, 'A'), tagEcho(t, 'B')
+	aAddr := a.Addr().String()
+	sock := filepath.Join(t.TempDir(), "admin.sock")
+	c := startRelayd(t, fmt.Sprintf(`listeners:
+  - name: web
+    listen: 127.0.0.1:0
+    upstreams: [%s, %s]
+relay:
+  loops: 1
+admin:
+  listen: 127.0.0.1:0
+  socket: %s
+`, aAddr, b.Addr().String(), sock), "")
+	adm := adminAddr(t, c)
+	_, held := taggedSession(t, c.addr)
+	defer held.Close()
+	p := testbrowser.Open(t, "http://"+adm+"/")
+	p.WaitFor(t, 15*time.Second, "a row per listener and upstream",
+		`document.querySelectorAll("#listeners tr.listener").length === 1 && document.querySelectorAll("#upstreams tr.upstream").length === 2`)
+	p.WaitFor(t, 15*time.Second, "the open session counted",
+		`document.querySelector('#listeners tr.listener[data-listener="web"]').children[2].textContent === "1"`)
+	state := fmt.Sprintf(`document.querySelector('#upstreams tr.upstream[data-upstream="%s"] td.state').textContent`, aAddr)
+	if got := testbrowser.Eval[string](t, p, state); got != "up" {
+		t.Fatalf("upstream A shows %q, want up", got)
+	}
+	if out, err := ctl(t, "--socket", sock, "drain", "web", aAddr); err != nil {
+		t.Fatalf("ctl drain: %v %s", err, out)
+	}
+	p.WaitFor(t, 15*time.Second, "the drain on the page", state+` === "draining"`)
+	if pr := p.Problems(); len(pr) > 0 {
+		t.Fatalf("the page reported problems: %q", pr)
+	}
+	for _, r := range p.Requests() {
+		if !strings.HasPrefix(r, "http://"+adm+"/") {
+			t.Fatalf("the page fetched %s: not self-contained", r)
+		}
 	}
 }

@@ -54,6 +54,11 @@ type Control struct {
 	// SetUpstream sets one upstream's admin state; who says who asked
 	// (the peer of the socket or the TCP client), for the log.
 	SetUpstream func(ctx context.Context, listener string, addr netip.AddrPort, st connector.AdminState, who string) (StateChange, error)
+	// Config is the effective config, secrets redacted, keyed as the
+	// config file (GET /config); nil: not served.
+	Config func() (map[string]any, error)
+	// Workers are a master's workers (GET /workers); nil: not a master.
+	Workers func() []WorkerInfo
 }
 
 // trustKey marks requests that came in over the control socket.
@@ -118,6 +123,31 @@ func (s *Server) controlRoutes(mux *http.ServeMux) {
 				ups = kept
 			}
 			writeJSON(w, http.StatusOK, ups)
+		})
+	}
+	if c.Config != nil {
+		mux.HandleFunc("GET /config", func(w http.ResponseWriter, _ *http.Request) {
+			m, err := c.Config()
+			if err != nil {
+				jsonError(w, http.StatusInternalServerError, err)
+				return
+			}
+			writeJSON(w, http.StatusOK, m)
+		})
+	}
+	if c.Workers != nil {
+		mux.HandleFunc("GET /workers", func(w http.ResponseWriter, _ *http.Request) {
+			type worker struct {
+				Index    int    `json:"worker"`
+				PID      int    `json:"pid"` // 0 while none runs
+				Ready    bool   `json:"ready"`
+				Restarts uint64 `json:"restarts"`
+			}
+			var out []worker
+			for _, x := range c.Workers() {
+				out = append(out, worker{x.Index, x.PID, x.Ready, x.Restarts})
+			}
+			writeJSON(w, http.StatusOK, out)
 		})
 	}
 	if c.SetUpstream != nil {

@@ -106,3 +106,18 @@ func formatDuration(d time.Duration) string {
 	}
 	return s
 }
+
+// RedactedMap is the effective config as YAML() prints it (passwords and
+// the admin token redacted), decoded into maps keyed as the config file:
+// what the admin endpoint's /config shows as JSON.
+func (c *Config) RedactedMap() (map[string]any, error) {
+	b, err := c.YAML()
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	if err := yaml.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}

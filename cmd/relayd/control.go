@@ -58,6 +58,7 @@ func serveControlSocket(cfg *configs.Config, srv *admin.Server, takeOver bool, l
 // upstreams with its relay's session counts, and their admin states.
 func daemonControl(d *daemon) *admin.Control {
 	return &admin.Control{
+		Config: func() (map[string]any, error) { return d.shown.Load().RedactedMap() },
 		Upstreams: func(context.Context) ([]admin.UpstreamInfo, error) {
 			return admin.BuildUpstreams(d.pool.UpstreamStats(), d.relay.UpstreamSessions()), nil
 		},
@@ -99,7 +100,9 @@ type masterControl struct {
 }
 
 func (c *masterControl) api() *admin.Control {
-	return &admin.Control{Upstreams: c.upstreams, SetUpstream: c.set}
+	return &admin.Control{Upstreams: c.upstreams, SetUpstream: c.set,
+		Config:  func() (map[string]any, error) { return c.m.shown.Load().RedactedMap() },
+		Workers: c.m.workerInfo}
 }
 
 // kept returns the admin states to hand a worker at start.

@@ -112,6 +112,40 @@ admin:
 		t.Fatalf("sessions reached %d upstreams, want both", len(held))
 	}
 
+	// The effective config, the token redacted; with workers, the workers.
+	getJSON := func(path string, out any) {
+		resp, err := http.Get("http://" + adm + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("GET %s: %d %v", path, resp.StatusCode, err)
+		}
+	}
+	var cfg struct {
+		Processes any `json:"processes"`
+		Listeners []struct {
+			Name string `json:"name"`
+		} `json:"listeners"`
+		Admin map[string]any `json:"admin"`
+	}
+	getJSON("/config", &cfg)
+	if len(cfg.Listeners) != 1 || cfg.Listeners[0].Name != "e2e" || cfg.Admin["token"] != "<redacted>" || cfg.Admin["socket"] != sock {
+		t.Fatalf("/config: %+v", cfg)
+	}
+	if procs > 1 {
+		var ws []struct {
+			Worker int  `json:"worker"`
+			PID    int  `json:"pid"`
+			Ready  bool `json:"ready"`
+		}
+		getJSON("/workers", &ws)
+		if len(ws) != procs || !ws[0].Ready || !ws[1].Ready || ws[0].PID == 0 {
+			t.Fatalf("/workers: %+v", ws)
+		}
+	}
+
 	if out, err := ctl(t, "--socket", sock, "drain", "e2e", aAddr); err != nil || !strings.Contains(out, "draining (was enabled)") {
 		t.Fatalf("ctl drain: %v %s", err, out)
 	}

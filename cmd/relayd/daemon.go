@@ -27,6 +27,9 @@ type daemon struct {
 	ready atomic.Bool  // listeners bound and not draining (/readyz)
 	edge  edgeShared   // resolver and own addresses for the edge listeners
 	share *workerShare // nil: a process of its own; else a multi-process worker (worker.go)
+	// shown is cfg for the admin endpoint's /config, which reads it from
+	// its own goroutines (cfg itself is the signal loop's).
+	shown atomic.Pointer[configs.Config]
 }
 
 // fdHandoff passes listening sockets between an old and a new relayd
@@ -184,6 +187,7 @@ func newDaemon(cfg *configs.Config, log *logging.Logger, fds fdHandoff) (*daemon
 // worker of a multi-process relayd.
 func buildDaemon(d *daemon) (*daemon, error) {
 	cfg, log := d.cfg, d.log
+	d.shown.Store(cfg)
 	d.edge.setup(cfg) // edge.go: resolver settings, own addresses for the policies
 	var err error
 	d.pool, err = connector.New(poolConfig(cfg, log))

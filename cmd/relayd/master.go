@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -32,7 +33,8 @@ import (
 // the workers running (internal/master), merges their metrics, and turns
 // signals into messages to them. It relays no bytes.
 type relayMaster struct {
-	ctl    masterControl // upstream admin states, kept for every worker
+	ctl    masterControl                  // upstream admin states, kept for every worker
+	shown  atomic.Pointer[configs.Config] // cfg for /config, read from the admin's goroutines
 	log    *logging.Logger
 	opts   configs.LoadOptions
 	n      int
@@ -269,6 +271,7 @@ func (m *relayMaster) setConfig(cfg *configs.Config) {
 		panic(err) // a plain struct of strings, numbers and slices
 	}
 	m.cfg, m.cfgJSON = cfg, b
+	m.shown.Store(cfg)
 	m.gen++
 	m.table.SetLimit(shm.Global, int64(max(cfg.Limits.MaxSessions, 0))) // -1 (none) and 0 (per worker, from its fds) are no shared cap
 	for _, l := range cfg.Listeners {

@@ -75,6 +75,7 @@ func (d *daemon) reload(next *configs.Config) (err error) {
 			}
 		}
 		d.cfg = &eff
+		d.shown.Store(&eff)
 		d.addrs = d.relay.Addrs()
 	}()
 	d.edge.setup(next) // the policies' list of relayd's own addresses follows the new listeners

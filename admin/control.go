@@ -13,10 +13,13 @@ import (
 	"net/url"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/relayd/relayd/connector"
+	"github.com/relayd/relayd/relay"
 )
 
 // UpstreamInfo is one upstream in GET /upstreams. The JSON names are
@@ -59,6 +62,86 @@ type Control struct {
 	Config func() (map[string]any, error)
 	// Workers are a master's workers (GET /workers); nil: not a master.
 	Workers func() []WorkerInfo
+	// Sessions answers GET /sessions: one page of the open sessions.
+	Sessions func(ctx context.Context, q relay.SessionQuery) (SessionsPage, error)
+}
+
+// SessionJSON is one session in GET /sessions (stable names).
+type SessionJSON struct {
+	ID        uint64  `json:"id"`
+	Listener  string  `json:"listener"`
+	Client    string  `json:"client"`
+	Upstream  string  `json:"upstream"` // "" until connected
+	Worker    int     `json:"worker"`   // with processes: N; else 0
+	Loop      int     `json:"loop"`
+	State     string  `json:"state"`
+	AgeMS     float64 `json:"age_ms"`
+	IdleMS    float64 `json:"idle_ms"`
+	BytesUp   uint64  `json:"bytes_up"`
+	BytesDown uint64  `json:"bytes_down"`
+}
+
+// SessionsPage is the answer of GET /sessions, oldest session first.
+type SessionsPage struct {
+	Total    int           `json:"total"` // sessions matching, over every loop (and worker)
+	Offset   int           `json:"offset"`
+	Sessions []SessionJSON `json:"sessions"`
+}
+
+// PageOf converts a relay's page (now: for the ages).
+func PageOf(p relay.SessionsPage, offset int, now time.Time) SessionsPage {
+	out := SessionsPage{Total: p.Total, Offset: offset, Sessions: make([]SessionJSON, 0, len(p.Sessions))}
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1e3 }
+	for _, s := range p.Sessions {
+		up := ""
+		if s.Upstream.IsValid() {
+			up = s.Upstream.String()
+		}
+		out.Sessions = append(out.Sessions, SessionJSON{ID: s.ID, Listener: s.Listener, Client: s.Client.String(), Upstream: up,
+			Loop: s.Loop, State: s.State, AgeMS: ms(now.Sub(s.Began)), IdleMS: ms(s.Idle), BytesUp: s.BytesUp, BytesDown: s.BytesDown})
+	}
+	return out
+}
+
+// ParseSessionQuery reads GET /sessions' parameters: listener, upstream
+// (ip:port), client (an address or a prefix), offset, limit.
+func ParseSessionQuery(v url.Values) (relay.SessionQuery, error) {
+	q := relay.SessionQuery{Listener: v.Get("listener")}
+	if u := v.Get("upstream"); u != "" {
+		ap, err := netip.ParseAddrPort(u)
+		if err != nil {
+			return q, fmt.Errorf("upstream %q: %v", u, err)
+		}
+		q.Upstream = ap
+	}
+	if c := v.Get("client"); c != "" {
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			a, aerr := netip.ParseAddr(c)
+			if aerr != nil {
+				return q, fmt.Errorf("client %q: an address or a prefix", c)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		q.ClientPrefix = p.Masked()
+	}
+	for _, f := range []struct {
+		key string
+		dst *int
+		max int
+	}{{"offset", &q.Offset, relay.MaxSessionsWindow}, {"limit", &q.Limit, relay.MaxSessionsLimit},
+		// window=N: the oldest N at once, for a master merging its
+		// workers' pages (offset+limit of the page it was asked for).
+		{"window", &q.Limit, relay.MaxSessionsWindow}} {
+		if s := v.Get(f.key); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 0 || n > f.max {
+				return q, fmt.Errorf("%s %q: want 0..%d", f.key, s, f.max)
+			}
+			*f.dst = n
+		}
+	}
+	return q, nil
 }
 
 // trustKey marks requests that came in over the control socket.
@@ -123,6 +206,21 @@ func (s *Server) controlRoutes(mux *http.ServeMux) {
 				ups = kept
 			}
 			writeJSON(w, http.StatusOK, ups)
+		})
+	}
+	if c.Sessions != nil {
+		mux.HandleFunc("GET /sessions", func(w http.ResponseWriter, r *http.Request) {
+			q, err := ParseSessionQuery(r.URL.Query())
+			if err != nil {
+				jsonError(w, http.StatusBadRequest, err)
+				return
+			}
+			p, err := c.Sessions(r.Context(), q)
+			if err != nil {
+				jsonError(w, http.StatusBadGateway, err)
+				return
+			}
+			writeJSON(w, http.StatusOK, p)
 		})
 	}
 	if c.Config != nil {

@@ -755,3 +755,11 @@ func (sl *sessionList) first() *session {
 	}
 	return sl.head.next
 }
+
+// next is the session after s in the list, nil at the end.
+func (sl *sessionList) next(s *session) *session {
+	if s.next == &sl.head {
+		return nil
+	}
+	return s.next
+}

@@ -8,8 +8,11 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sort"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -17,6 +20,7 @@ import (
 	"github.com/relayd/relayd/configs"
 	"github.com/relayd/relayd/connector"
 	"github.com/relayd/relayd/internal/master"
+	"github.com/relayd/relayd/relay"
 )
 
 // controlSocketPath is where admin.socket says the control socket goes:
@@ -59,6 +63,9 @@ func serveControlSocket(cfg *configs.Config, srv *admin.Server, takeOver bool, l
 func daemonControl(d *daemon) *admin.Control {
 	return &admin.Control{
 		Config: func() (map[string]any, error) { return d.shown.Load().RedactedMap() },
+		Sessions: func(_ context.Context, q relay.SessionQuery) (admin.SessionsPage, error) {
+			return admin.PageOf(d.relay.Sessions(q), q.Offset, time.Now()), nil
+		},
 		Upstreams: func(context.Context) ([]admin.UpstreamInfo, error) {
 			return admin.BuildUpstreams(d.pool.UpstreamStats(), d.relay.UpstreamSessions()), nil
 		},
@@ -102,7 +109,7 @@ type masterControl struct {
 func (c *masterControl) api() *admin.Control {
 	return &admin.Control{Upstreams: c.upstreams, SetUpstream: c.set,
 		Config:  func() (map[string]any, error) { return c.m.shown.Load().RedactedMap() },
-		Workers: c.m.workerInfo}
+		Workers: c.m.workerInfo, Sessions: c.sessions}
 }
 
 // kept returns the admin states to hand a worker at start.
@@ -208,4 +215,43 @@ func (c *masterControl) set(ctx context.Context, listener string, addr netip.Add
 	c.m.log.Z().Info("upstream admin state", zap.String("listener", listener), zap.String("upstream", addr.String()),
 		zap.String("state", st.String()), zap.String("previous", out.Previous), zap.String("by", who), zap.Int("workers", done), zap.Errors("failed", errs))
 	return out, errors.Join(errs...)
+}
+
+// sessions asks every worker for its oldest offset+limit matches and
+// merges them by age: the same page one process with all the sessions
+// would give.
+func (c *masterControl) sessions(ctx context.Context, q relay.SessionQuery) (admin.SessionsPage, error) {
+	if q.Limit <= 0 {
+		q.Limit = relay.DefaultSessionsLimit
+	}
+	v := url.Values{"window": {strconv.Itoa(q.Offset + q.Limit)}}
+	if q.Listener != "" {
+		v.Set("listener", q.Listener)
+	}
+	if q.Upstream.IsValid() {
+		v.Set("upstream", q.Upstream.String())
+	}
+	if q.ClientPrefix.IsValid() {
+		v.Set("client", q.ClientPrefix.String())
+	}
+	out := admin.SessionsPage{Offset: q.Offset}
+	var all []admin.SessionJSON
+	for _, w := range c.m.readyWorkers() {
+		var p admin.SessionsPage
+		if err := admin.UnixDo(ctx, c.m.workerSocket(w), "GET", "/sessions?"+v.Encode(), nil, &p); err != nil {
+			return out, fmt.Errorf("worker %d: %w", w, err)
+		}
+		out.Total += p.Total
+		for _, s := range p.Sessions {
+			s.Worker = w
+			all = append(all, s)
+		}
+	}
+	sort.SliceStable(all, func(i, j int) bool { return all[i].AgeMS > all[j].AgeMS })
+	if q.Offset < len(all) {
+		out.Sessions = all[q.Offset:min(len(all), q.Offset+q.Limit)]
+	} else {
+		out.Sessions = []admin.SessionJSON{}
+	}
+	return out, nil
 }

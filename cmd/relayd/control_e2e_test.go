@@ -111,6 +111,9 @@ admin:
 	if held['A'] == nil || held['B'] == nil {
 		t.Fatalf("sessions reached %d upstreams, want both", len(held))
 	}
+	// /sessions lists exactly the held ones, with their bytes: 4 up
+	// ("held"), 1 + 4 down (the tag, the echo).
+	checkSessions(t, sock, held, aAddr, bAddr)
 
 	// The effective config, the token redacted; with workers, the workers.
 	getJSON := func(path string, out any) {
@@ -285,5 +288,51 @@ admin:
 		if !strings.HasPrefix(r, "http://"+adm+"/") {
 			t.Fatalf("the page fetched %s: not self-contained", r)
 		}
+	}
+}
+
+func checkSessions(t *testing.T, sock string, held map[byte]net.Conn, aAddr, bAddr string) {
+	t.Helper()
+	page := func(args ...string) admin.SessionsPage {
+		out, err := exec.Command(relaydBin, append([]string{"ctl", "--socket", sock, "--json", "sessions"}, args...)...).Output()
+		if err != nil {
+			t.Fatalf("ctl sessions %v: %v", args, err)
+		}
+		var p admin.SessionsPage
+		if err := json.Unmarshal(out, &p); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		return p
+	}
+	var p admin.SessionsPage
+	waitFor(t, 10*time.Second, "the held sessions' bytes counted", func() bool {
+		p = page("--listener", "e2e")
+		ok := p.Total == len(held)
+		for _, s := range p.Sessions {
+			ok = ok && s.BytesUp == 4 && s.BytesDown == 5
+		}
+		return ok
+	})
+	want := map[string]string{} // client -> upstream
+	for tag, conn := range held {
+		want[conn.LocalAddr().String()] = map[byte]string{'A': aAddr, 'B': bAddr}[tag]
+	}
+	for _, s := range p.Sessions {
+		if want[s.Client] != s.Upstream || s.State != "relaying" || s.Listener != "e2e" {
+			t.Fatalf("session %+v: want client %v on %q", s, s.Client, want[s.Client])
+		}
+		delete(want, s.Client)
+	}
+	if len(want) != 0 {
+		t.Fatalf("held sessions not listed: %v (got %+v)", want, p.Sessions)
+	}
+	if p := page("--upstream", aAddr); p.Total != 1 || len(p.Sessions) != 1 || p.Sessions[0].Upstream != aAddr {
+		t.Fatalf("--upstream %s: %+v", aAddr, p)
+	}
+	if p := page("--limit", "1", "--offset", "1"); p.Total != 2 || len(p.Sessions) != 1 || p.Offset != 1 {
+		t.Fatalf("second page of one: %+v", p)
+	}
+	if p := page("--client", "10.0.0.0/8"); p.Total != 0 || len(p.Sessions) != 0 {
+		t.Fatalf("--client 10.0.0.0/8: %+v", p)
 	}
 }

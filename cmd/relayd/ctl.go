@@ -55,6 +55,7 @@ mode 0600: run as relayd's user or root), or over admin.listen with --admin
 and --token (admin.token; state changes over TCP need it).
 
   relayd ctl upstreams [--listener NAME]
+  relayd ctl sessions  [--listener NAME] [--upstream IP:PORT] [--client PREFIX] [--offset N] [--limit N]
   relayd ctl drain   LISTENER UPSTREAM    no new sessions; open ones finish
   relayd ctl disable LISTENER UPSTREAM    the same, for maintenance: active checks pause
   relayd ctl enable  LISTENER UPSTREAM    back in rotation
@@ -90,6 +91,45 @@ relayd restarts (a reload keeps it).`,
 	}
 	ups.Flags().StringVar(&listener, "listener", "", "only this listener's")
 	cmd.AddCommand(ups)
+	var sq struct {
+		listener, upstream, client string
+		offset, limit              int
+	}
+	sess := &cobra.Command{
+		Use:   "sessions",
+		Short: "List open sessions (oldest first): client, upstream, state, age, idle, bytes",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			v := url.Values{"offset": {fmt.Sprint(sq.offset)}, "limit": {fmt.Sprint(sq.limit)}}
+			for k, x := range map[string]string{"listener": sq.listener, "upstream": sq.upstream, "client": sq.client} {
+				if x != "" {
+					v.Set(k, x)
+				}
+			}
+			var p admin.SessionsPage
+			if err := t.do(cmd.Context(), "GET", "/sessions?"+v.Encode(), nil, &p); err != nil {
+				return ctlError(err)
+			}
+			if t.asJSON {
+				return printJSON(cmd.OutOrStdout(), p)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tLISTENER\tCLIENT\tUPSTREAM\tSTATE\tAGE\tIDLE\tUP\tDOWN\tWORKER")
+			for _, s := range p.Sessions {
+				fmt.Fprintf(tw, "%x\t%s\t%s\t%s\t%s\t%v\t%v\t%d\t%d\t%d\n", s.ID, s.Listener, s.Client, orDash(s.Upstream), s.State,
+					time.Duration(s.AgeMS*1e6).Round(time.Millisecond), time.Duration(s.IdleMS*1e6).Round(time.Millisecond), s.BytesUp, s.BytesDown, s.Worker)
+			}
+			fmt.Fprintf(tw, "%d of %d sessions from %d\n", len(p.Sessions), p.Total, p.Offset)
+			return tw.Flush()
+		},
+	}
+	sf := sess.Flags()
+	sf.StringVar(&sq.listener, "listener", "", "only this listener's")
+	sf.StringVar(&sq.upstream, "upstream", "", "only those connected to this upstream (ip:port)")
+	sf.StringVar(&sq.client, "client", "", "only clients in this address or prefix")
+	sf.IntVar(&sq.offset, "offset", 0, "skip this many (oldest first)")
+	sf.IntVar(&sq.limit, "limit", 100, "at most this many (≤ 1000)")
+	cmd.AddCommand(sess)
 	for _, verb := range []string{"drain", "disable", "enable"} {
 		cmd.AddCommand(&cobra.Command{
 			Use:   verb + " LISTENER UPSTREAM",
@@ -110,6 +150,13 @@ relayd restarts (a reload keeps it).`,
 		})
 	}
 	return cmd
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 // ctlError makes a refusal a one-line error (exit 1).

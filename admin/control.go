@@ -243,7 +243,7 @@ func (s *Server) controlRoutes(mux *http.ServeMux) {
 			}
 			var out []worker
 			for _, x := range c.Workers() {
-				out = append(out, worker{x.Index, x.PID, x.Ready, x.Restarts})
+				out = append(out, worker(x))
 			}
 			writeJSON(w, http.StatusOK, out)
 		})

@@ -280,7 +280,7 @@ func stallRun(t *testing.T, relayd *child, stall time.Duration, name string, arg
 }
 
 // An induced stall: relayd stopped for 2 s under an open-loop load of
-// 500 sessions/s. Every session due during the stall ends only after it,
+// 300 sessions/s. Every session due during the stall ends only after it,
 // so its latency — counted from when it was due — is at least the rest of
 // the stall, and the p99 shows it; a closed-loop run through the same stall
 // has only its few in-flight sessions slowed (coordinated omission). Both
@@ -288,7 +288,9 @@ func stallRun(t *testing.T, relayd *child, stall time.Duration, name string, arg
 func TestOpenLoopStallReport(t *testing.T) {
 	sink := sinkProc(t)
 	relayd := startRelayd(t, configYAML(sink, ""), "")
-	const rate, stall = 500, 2 * time.Second
+	// 300/s: kept by a -race build on a loaded 2-core machine (such a run
+	// started 1,228/s at most), so the schedule is never what fails.
+	const rate, stall = 300, 2 * time.Second
 	open, openRec, stopped, resumed := stallRun(t, relayd, stall, "open", "--rate", strconv.Itoa(rate))
 	if open.ErrorsTotal != 0 || open.RateShortfall != "" {
 		t.Fatalf("open loop: %d errors, shortfall %q", open.ErrorsTotal, open.RateShortfall)

@@ -62,11 +62,10 @@ func (p *Pool) SetAdminState(listener string, addr netip.AddrPort, st AdminState
 	if u == nil || u.retired {
 		return 0, fmt.Errorf("%w: %s %v", ErrUnknownUpstream, listener, addr)
 	}
-	prev := AdminState(u.admin.Swap(uint32(st)))
-	// Requests waiting for a slot keep their place: they were routed while
-	// it was enabled (a drain lets what is under way finish).
-	p.updateReadyLocked(u)
-	return prev, nil
+	// Only routing reads the state (eligibleLocked): requests already
+	// queued for u keep their place, since they were routed while it was
+	// enabled, and a drain lets what is under way finish.
+	return AdminState(u.admin.Swap(uint32(st))), nil
 }
 
 // State is the upstream's state as an operator reads it: "disabled" or

@@ -64,7 +64,21 @@ type Control struct {
 	Workers func() []WorkerInfo
 	// Sessions answers GET /sessions: one page of the open sessions.
 	Sessions func(ctx context.Context, q relay.SessionQuery) (SessionsPage, error)
+	// CloseSessions closes the open sessions matching q (POST
+	// /sessions/close) and says how many. worker is the worker a session
+	// ID belongs to (SessionJSON.Worker), -1 when not given; one process
+	// ignores it.
+	CloseSessions func(ctx context.Context, q relay.SessionQuery, worker int, who string) (Closed, error)
 }
+
+// Closed is the answer to POST /sessions/close.
+type Closed struct {
+	Closed int `json:"closed"`
+}
+
+// ErrWorkerRequired: a session ID was given to a master without the worker
+// it belongs to (each worker numbers its own sessions).
+var ErrWorkerRequired = errors.New("a session id needs its worker (ids are numbered per worker)")
 
 // SessionJSON is one session in GET /sessions (stable names).
 type SessionJSON struct {
@@ -103,10 +117,17 @@ func PageOf(p relay.SessionsPage, offset int, now time.Time) SessionsPage {
 	return out
 }
 
-// ParseSessionQuery reads GET /sessions' parameters: listener, upstream
-// (ip:port), client (an address or a prefix), offset, limit.
+// ParseSessionQuery reads GET /sessions' parameters: id, listener,
+// upstream (ip:port), client (an address or a prefix), offset, limit.
 func ParseSessionQuery(v url.Values) (relay.SessionQuery, error) {
 	q := relay.SessionQuery{Listener: v.Get("listener")}
+	if id := v.Get("id"); id != "" {
+		n, err := strconv.ParseUint(id, 10, 64)
+		if err != nil || n == 0 {
+			return q, fmt.Errorf("id %q: want a session id from /sessions", id)
+		}
+		q.ID = n
+	}
 	if u := v.Get("upstream"); u != "" {
 		ap, err := netip.ParseAddrPort(u)
 		if err != nil {
@@ -246,6 +267,41 @@ func (s *Server) controlRoutes(mux *http.ServeMux) {
 				out = append(out, worker(x))
 			}
 			writeJSON(w, http.StatusOK, out)
+		})
+	}
+	if c.CloseSessions != nil {
+		mux.HandleFunc("POST /sessions/close", func(w http.ResponseWriter, r *http.Request) {
+			who, ok := s.authorize(w, r)
+			if !ok {
+				return
+			}
+			if err := r.ParseForm(); err != nil {
+				jsonError(w, http.StatusBadRequest, err)
+				return
+			}
+			q, err := ParseSessionQuery(r.PostForm)
+			worker := -1
+			if ws := r.PostForm.Get("worker"); err == nil && ws != "" {
+				if worker, err = strconv.Atoi(ws); err != nil || worker < 0 {
+					err = fmt.Errorf("worker %q: want a worker number from /sessions", ws)
+				}
+			}
+			if err == nil && q.ID == 0 && q.Listener == "" && !q.Upstream.IsValid() && !q.ClientPrefix.IsValid() {
+				err = relay.ErrEmptyQuery
+			}
+			if err != nil {
+				jsonError(w, http.StatusBadRequest, err)
+				return
+			}
+			n, err := c.CloseSessions(r.Context(), q, worker, who)
+			switch {
+			case errors.Is(err, ErrWorkerRequired):
+				jsonError(w, http.StatusBadRequest, err)
+			case err != nil:
+				jsonError(w, http.StatusBadGateway, err)
+			default:
+				writeJSON(w, http.StatusOK, n)
+			}
 		})
 	}
 	if c.SetUpstream != nil {

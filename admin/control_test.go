@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -11,7 +12,10 @@ import (
 	"testing"
 
 	"github.com/relayd/relayd/connector"
+	"github.com/relayd/relayd/relay"
 )
+
+const controlPath = "/upstreams/state"
 
 // fakeControl records state changes of one known upstream.
 type fakeControl struct {
@@ -35,6 +39,16 @@ func (f *fakeControl) api() *Control {
 			f.changes = append(f.changes, st.String()+" by "+who)
 			f.mu.Unlock()
 			return StateChange{Listener: l, Upstream: a.String(), State: st.String(), Previous: "enabled"}, nil
+		},
+		CloseSessions: func(_ context.Context, q relay.SessionQuery, worker int, who string) (Closed, error) {
+			if q.ID != 0 && worker < 0 {
+				return Closed{}, ErrWorkerRequired // as a master answers
+			}
+			f.mu.Lock()
+			f.changes = append(f.changes, fmt.Sprintf("close id=%d worker=%d listener=%s upstream=%v client=%v by %s",
+				q.ID, worker, q.Listener, q.Upstream, q.ClientPrefix, who))
+			f.mu.Unlock()
+			return Closed{Closed: 3}, nil
 		},
 	}
 }
@@ -118,20 +132,72 @@ func TestStateChangeAuth(t *testing.T) {
 	}
 }
 
-// FuzzControlRequest: any request to the control path gets a 2xx or 4xx
-// answer, and a state changes only for a well-formed, authorized one.
+// POST /sessions/close: like a state change, only with the token; a
+// filter is required, malformed ones are 400, an ID without its worker
+// (on a master) 400, and the filters reach the control as given.
+func TestCloseSessionsAuth(t *testing.T) {
+	f := &fakeControl{}
+	h := controlServer(t, f, "0123456789abcdef").Handler()
+	const tok = "Bearer 0123456789abcdef"
+	for _, c := range []struct {
+		body, auth string
+		code       int
+	}{
+		{"upstream=127.0.0.1:1", "", 401},
+		{"upstream=127.0.0.1:1", "Bearer wrong", 401},
+		{"", tok, 400},
+		{"offset=3&limit=1", tok, 400},
+		{"id=0", tok, 400},
+		{"id=-1&worker=0", tok, 400},
+		{"id=12&worker=x", tok, 400},
+		{"id=12&worker=-2", tok, 400},
+		{"upstream=nope", tok, 400},
+		{"client=10.0.0.1/99", tok, 400},
+		{"id=281474976710657", tok, 400}, // a master needs the worker
+		{"id=281474976710657&worker=1", tok, 200},
+		{"listener=a&upstream=127.0.0.1:1&client=10.1.2.3/8", tok, 200},
+	} {
+		w := doReq(h, "POST", "/sessions/close", c.body, c.auth)
+		if w.Code != c.code {
+			t.Fatalf("%q auth %q: %d, want %d (%s)", c.body, c.auth, w.Code, c.code, w.Body)
+		}
+		if c.code == 200 && strings.TrimSpace(w.Body.String()) != "{\n  \"closed\": 3\n}" {
+			t.Fatalf("%q: answer %s", c.body, w.Body)
+		}
+	}
+	if w := doReq(h, "GET", "/sessions/close", "", tok); w.Code != 405 {
+		t.Fatalf("GET /sessions/close: %d", w.Code)
+	}
+	want := []string{
+		"close id=281474976710657 worker=1 listener= upstream=invalid AddrPort client=invalid Prefix by token from 192.0.2.1:1234",
+		"close id=0 worker=-1 listener=a upstream=127.0.0.1:1 client=10.0.0.0/8 by token from 192.0.2.1:1234",
+	}
+	if fmt.Sprint(f.changes) != fmt.Sprint(want) {
+		t.Fatalf("closes %q\nwant   %q", f.changes, want)
+	}
+}
+
+// FuzzControlRequest: any request to a control path (a state change, or
+// a close with closing) gets a 2xx or 4xx answer, and a state changes only
+// for a well-formed, authorized one.
 func FuzzControlRequest(f *testing.F) {
-	f.Add("POST", "listener=a&upstream=127.0.0.1:1&state=drain", "Bearer 0123456789abcdef", "application/x-www-form-urlencoded")
-	f.Add("POST", "listener=a&upstream=[::1]:1&state=enable", "", "application/x-www-form-urlencoded")
-	f.Add("POST", "%zz&&==;", "Bearer 0123456789abcdef", "multipart/form-data; boundary=x")
-	f.Add("GET", "", "", "")
-	f.Fuzz(func(t *testing.T, method, body, auth, ctype string) {
+	f.Add("POST", "listener=a&upstream=127.0.0.1:1&state=drain", "Bearer 0123456789abcdef", "application/x-www-form-urlencoded", false)
+	f.Add("POST", "listener=a&upstream=[::1]:1&state=enable", "", "application/x-www-form-urlencoded", false)
+	f.Add("POST", "%zz&&==;", "Bearer 0123456789abcdef", "multipart/form-data; boundary=x", false)
+	f.Add("GET", "", "", "", false)
+	f.Add("POST", "id=281474976710657&worker=1", "Bearer 0123456789abcdef", "application/x-www-form-urlencoded", true)
+	f.Add("POST", "client=::1/128&upstream=[::1]:9", "Bearer 0123456789abcdef", "application/x-www-form-urlencoded", true)
+	f.Fuzz(func(t *testing.T, method, body, auth, ctype string, closing bool) {
 		fc := &fakeControl{}
 		s, err := New(Config{Listen: "127.0.0.1:0", Control: fc.api(), Token: "0123456789abcdef"}, Sources{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		req, err := http.NewRequest(method, "http://relayd"+controlPath+"?"+body, strings.NewReader(body))
+		path := controlPath
+		if closing {
+			path = "/sessions/close"
+		}
+		req, err := http.NewRequest(method, "http://relayd"+path+"?"+body, strings.NewReader(body))
 		if err != nil {
 			return // not a request net/http would deliver
 		}
@@ -144,6 +210,9 @@ func FuzzControlRequest(f *testing.F) {
 		}
 		if len(fc.changes) > 0 && (w.Code != 200 || auth != "Bearer 0123456789abcdef") {
 			t.Fatalf("a change with answer %d auth %q", w.Code, auth)
+		}
+		if closing && len(fc.changes) > 0 && !strings.Contains(fc.changes[0], "worker=") {
+			t.Fatalf("close recorded as %q", fc.changes[0])
 		}
 	})
 }

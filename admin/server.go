@@ -143,16 +143,16 @@ func (s *Server) Handler() http.Handler {
 	return readOnly(mux)
 }
 
-// controlPath is the one path that takes a POST: a state change, which
+// controlPaths are the paths that take a POST: state changes, which
 // authorize admits only over the control socket or with the token.
-const controlPath = "/upstreams/state"
+var controlPaths = map[string]bool{"/upstreams/state": true, "/sessions/close": true}
 
 // readOnly answers 405 to every method but GET and HEAD (and POST to
-// controlPath). pprof's symbol lookup by POST is refused too: Go profiles
+// controlPaths). pprof's symbol lookup by POST is refused too: Go profiles
 // carry their symbols.
 func readOnly(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost && r.URL.Path == controlPath {
+		if r.Method == http.MethodPost && controlPaths[r.URL.Path] {
 			h.ServeHTTP(w, r)
 			return
 		}

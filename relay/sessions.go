@@ -3,6 +3,7 @@
 package relay
 
 import (
+	"errors"
 	"net/netip"
 	"slices"
 	"strings"
@@ -21,6 +22,7 @@ const (
 
 // SessionQuery selects sessions for Sessions. Empty fields match all.
 type SessionQuery struct {
+	ID           uint64 // one session (SessionInfo.ID); 0: any
 	Listener     string
 	Upstream     netip.AddrPort // the connected upstream
 	ClientPrefix netip.Prefix   // the client address within it
@@ -92,8 +94,42 @@ func (s *Server) Sessions(q SessionQuery) SessionsPage {
 	return page
 }
 
+// CloseSessions closes every open session matching q (its window is
+// ignored) at once, both sides reset, counted as ReasonAdminClosed, and
+// returns how many. Like Sessions, it runs as a task on each loop. An
+// empty query is refused (ErrEmptyQuery): closing everything is Shutdown.
+func (s *Server) CloseSessions(q SessionQuery) (int, error) {
+	if q == (SessionQuery{Offset: q.Offset, Limit: q.Limit}) {
+		return 0, ErrEmptyQuery
+	}
+	closed := make([]int, len(s.loops))
+	s.onLoops(func(l *loop) {
+		if q.ID != 0 && int(q.ID>>48) != l.id {
+			return
+		}
+		for x := l.sessions.first(); x != nil; {
+			next := l.sessions.next(x) // close unlinks x
+			if x.matches(&q) {
+				x.close(ReasonAdminClosed, true)
+				closed[l.id]++
+			}
+			x = next
+		}
+	})
+	n := 0
+	for _, c := range closed {
+		n += c
+	}
+	return n, nil
+}
+
+// ErrEmptyQuery: CloseSessions was asked to close every session.
+var ErrEmptyQuery = errors.New("relay: a close names a session, listener, upstream or client")
+
 func (x *session) matches(q *SessionQuery) bool {
 	switch {
+	case q.ID != 0 && x.id() != q.ID:
+		return false
 	case q.Listener != "" && !strings.EqualFold(x.ln.cfg.Name, q.Listener):
 		return false
 	case q.Upstream.IsValid() && x.upstream != q.Upstream:
@@ -104,13 +140,17 @@ func (x *session) matches(q *SessionQuery) bool {
 	return true
 }
 
+// id is SessionInfo.ID: the loop in the top 16 bits, the loop's sequence
+// number below (unique for 2^48 sessions per loop).
+func (x *session) id() uint64 { return uint64(x.loop.id)<<48 | x.gen&(1<<48-1) }
+
 func (x *session) info(now time.Time) SessionInfo {
 	st := "?"
 	if int(x.state) < len(stateNames) {
 		st = stateNames[x.state]
 	}
 	return SessionInfo{
-		ID: uint64(x.loop.id)<<48 | x.gen&(1<<48-1), Listener: x.ln.cfg.Name, Client: x.client, Upstream: x.upstream,
+		ID: x.id(), Listener: x.ln.cfg.Name, Client: x.client, Upstream: x.upstream,
 		Loop: x.loop.id, State: st, Began: x.began, Idle: max(now.Sub(x.lastActive), 0),
 		BytesUp: x.up.n, BytesDown: x.down.n,
 	}

@@ -32,6 +32,7 @@ const (
 	ReasonPolicyDenied                      // destination refused by the policy (counted by rule too)
 	ReasonResolveFailed                     // target name did not resolve (or the resolver was full)
 	ReasonUpstreamsDown                     // every upstream of the listener is marked down: rejected at once
+	ReasonAdminClosed                       // closed by an operator (CloseSessions: relayd ctl close)
 	numReasons
 )
 
@@ -39,7 +40,7 @@ var reasonNames = [numReasons]string{
 	"eof", "idle_timeout", "fin_timeout", "connect_timeout", "refused", "connect_failed",
 	"reset", "error", "shutdown", "rejected_queue_full", "rejected_limit",
 	"rejected_acl", "rejected_source_limit", "handshake_timeout", "handshake_error", "auth_failed",
-	"policy_denied", "resolve_failed", "upstreams_down",
+	"policy_denied", "resolve_failed", "upstreams_down", "admin_closed",
 }
 
 func (r Reason) String() string {

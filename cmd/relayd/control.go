@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -69,6 +70,11 @@ func daemonControl(d *daemon) *admin.Control {
 		Upstreams: func(context.Context) ([]admin.UpstreamInfo, error) {
 			return admin.BuildUpstreams(d.pool.UpstreamStats(), d.relay.UpstreamSessions()), nil
 		},
+		CloseSessions: func(_ context.Context, q relay.SessionQuery, _ int, who string) (admin.Closed, error) {
+			n, err := d.relay.CloseSessions(q)
+			d.log.Z().Info("sessions closed", append(queryFields(q), zap.Int("closed", n), zap.String("by", who))...)
+			return admin.Closed{Closed: n}, err
+		},
 		SetUpstream: func(_ context.Context, listener string, addr netip.AddrPort, st connector.AdminState, who string) (admin.StateChange, error) {
 			prev, err := d.pool.SetAdminState(listener, addr, st)
 			if err != nil {
@@ -109,7 +115,67 @@ type masterControl struct {
 func (c *masterControl) api() *admin.Control {
 	return &admin.Control{Upstreams: c.upstreams, SetUpstream: c.set,
 		Config:  func() (map[string]any, error) { return c.m.shown.Load().RedactedMap() },
-		Workers: c.m.workerInfo, Sessions: c.sessions}
+		Workers: c.m.workerInfo, Sessions: c.sessions, CloseSessions: c.closeSessions}
+}
+
+// queryFields are a session query's filters, for the log.
+func queryFields(q relay.SessionQuery) []zap.Field {
+	var f []zap.Field
+	if q.ID != 0 {
+		f = append(f, zap.Uint64("id", q.ID))
+	}
+	if q.Listener != "" {
+		f = append(f, zap.String("listener", q.Listener))
+	}
+	if q.Upstream.IsValid() {
+		f = append(f, zap.String("upstream", q.Upstream.String()))
+	}
+	if q.ClientPrefix.IsValid() {
+		f = append(f, zap.String("client", q.ClientPrefix.String()))
+	}
+	return f
+}
+
+// sessionForm is q as the form of a worker's /sessions requests.
+func sessionForm(q relay.SessionQuery) url.Values {
+	v := url.Values{}
+	if q.ID != 0 {
+		v.Set("id", strconv.FormatUint(q.ID, 10))
+	}
+	if q.Listener != "" {
+		v.Set("listener", q.Listener)
+	}
+	if q.Upstream.IsValid() {
+		v.Set("upstream", q.Upstream.String())
+	}
+	if q.ClientPrefix.IsValid() {
+		v.Set("client", q.ClientPrefix.String())
+	}
+	return v
+}
+
+// closeSessions closes the matches in every ready worker, or in the one
+// named (a session ID is that worker's).
+func (c *masterControl) closeSessions(ctx context.Context, q relay.SessionQuery, worker int, who string) (admin.Closed, error) {
+	workers := c.m.readyWorkers()
+	if worker >= 0 {
+		workers = slices.DeleteFunc(workers, func(w int) bool { return w != worker })
+	} else if q.ID != 0 {
+		return admin.Closed{}, admin.ErrWorkerRequired
+	}
+	var out admin.Closed
+	var errs []error
+	for _, w := range workers {
+		var n admin.Closed
+		if err := admin.UnixDo(ctx, c.m.workerSocket(w), "POST", "/sessions/close", sessionForm(q), &n); err != nil {
+			errs = append(errs, fmt.Errorf("worker %d: %w", w, err))
+			continue
+		}
+		out.Closed += n.Closed
+	}
+	c.m.log.Z().Info("sessions closed", append(queryFields(q), zap.Int("closed", out.Closed), zap.String("by", who),
+		zap.Int("worker", worker), zap.Errors("failed", errs))...)
+	return out, errors.Join(errs...)
 }
 
 // kept returns the admin states to hand a worker at start.
@@ -224,16 +290,8 @@ func (c *masterControl) sessions(ctx context.Context, q relay.SessionQuery) (adm
 	if q.Limit <= 0 {
 		q.Limit = relay.DefaultSessionsLimit
 	}
-	v := url.Values{"window": {strconv.Itoa(q.Offset + q.Limit)}}
-	if q.Listener != "" {
-		v.Set("listener", q.Listener)
-	}
-	if q.Upstream.IsValid() {
-		v.Set("upstream", q.Upstream.String())
-	}
-	if q.ClientPrefix.IsValid() {
-		v.Set("client", q.ClientPrefix.String())
-	}
+	v := sessionForm(q)
+	v.Set("window", strconv.Itoa(q.Offset+q.Limit))
 	out := admin.SessionsPage{Offset: q.Offset}
 	var all []admin.SessionJSON
 	for _, w := range c.m.readyWorkers() {

@@ -98,19 +98,7 @@ admin:
 	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o600 || fi.Mode()&os.ModeSocket == 0 {
 		t.Fatalf("control socket: %v %v", fi.Mode(), err)
 	}
-	// Sessions on both upstreams, held open.
-	held := map[byte]net.Conn{}
-	for i := 0; i < 20 && len(held) < 2; i++ {
-		tag, conn := taggedSession(t, c.addr)
-		if held[tag] == nil {
-			held[tag] = conn
-		} else {
-			conn.Close()
-		}
-	}
-	if held['A'] == nil || held['B'] == nil {
-		t.Fatalf("sessions reached %d upstreams, want both", len(held))
-	}
+	held := holdBoth(t, c.addr)
 	// /sessions lists exactly the held ones, with their bytes: 4 up
 	// ("held"), 1 + 4 down (the tag, the echo).
 	checkSessions(t, sock, held, aAddr, bAddr)
@@ -242,6 +230,10 @@ admin:
 	if out, err := ctl(t, "--socket", sock, "drain", "e2e", "127.0.0.1:1"); err == nil || !strings.Contains(out, "404") {
 		t.Fatalf("drain of an unknown upstream: %v %s", err, out)
 	}
+	for _, conn := range held {
+		conn.Close()
+	}
+	checkClose(t, c, sock, adm, procs, aAddr, bAddr)
 	if !strings.Contains(c.stderr.String(), `"msg":"upstream admin state"`) || !strings.Contains(c.stderr.String(), `"by":"socket uid `) ||
 		!strings.Contains(c.stderr.String(), `"by":"token from 127.0.0.1:`) {
 		t.Fatalf("state changes not logged with who made them:\n%s", c.stderr.String())
@@ -291,19 +283,114 @@ admin:
 	}
 }
 
+// holdBoth opens sessions until it holds one on upstream A and one on B.
+func holdBoth(t *testing.T, addr string) map[byte]net.Conn {
+	t.Helper()
+	held := map[byte]net.Conn{}
+	for i := 0; i < 20 && len(held) < 2; i++ {
+		tag, conn := taggedSession(t, addr)
+		if held[tag] == nil {
+			held[tag] = conn
+		} else {
+			conn.Close()
+		}
+	}
+	if held['A'] == nil || held['B'] == nil {
+		t.Fatalf("sessions reached %d upstreams, want both", len(held))
+	}
+	return held
+}
+
+// ctlSessions is `relayd ctl --json sessions ARGS`.
+func ctlSessions(t *testing.T, sock string, args ...string) admin.SessionsPage {
+	t.Helper()
+	out, err := exec.Command(relaydBin, append([]string{"ctl", "--socket", sock, "--json", "sessions"}, args...)...).Output()
+	if err != nil {
+		t.Fatalf("ctl sessions %v: %v", args, err)
+	}
+	var p admin.SessionsPage
+	if err := json.Unmarshal(out, &p); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	return p
+}
+
+// checkClose: `relayd ctl close ID` resets exactly that session (its
+// client sees the connection end), `close --upstream` every session on
+// it, each counted as admin_closed and logged with who asked; a master
+// wants the worker of an ID.
+func checkClose(t *testing.T, c *child, sock, adm string, procs int, aAddr, bAddr string) {
+	t.Helper()
+	held := holdBoth(t, c.addr)
+	var p admin.SessionsPage
+	waitFor(t, 10*time.Second, "only the two held sessions open", func() bool {
+		p = ctlSessions(t, sock, "--listener", "e2e")
+		return p.Total == 2 && len(p.Sessions) == 2
+	})
+	var onB admin.SessionJSON
+	for _, s := range p.Sessions {
+		if s.Upstream == bAddr {
+			onB = s
+		}
+	}
+	if onB.ID == 0 {
+		t.Fatalf("no session on %s: %+v", bAddr, p.Sessions)
+	}
+	id := fmt.Sprintf("%x", onB.ID)
+	if procs > 1 {
+		if out, err := ctl(t, "--socket", sock, "close", id); err == nil || !strings.Contains(out, "400") || !strings.Contains(out, "worker") {
+			t.Fatalf("close by id without the worker, on a master: %v %s", err, out)
+		}
+	}
+	if out, err := ctl(t, "--socket", sock, "close", id, "--worker", fmt.Sprint(onB.Worker)); err != nil || out != "1 sessions closed\n" {
+		t.Fatalf("ctl close %s: %v %q", id, err, out)
+	}
+	ended := func(conn net.Conn) error {
+		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, err := conn.Read(make([]byte, 1))
+		if n != 0 || err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			return fmt.Errorf("read %d, %v: want the connection ended", n, err)
+		}
+		return nil
+	}
+	if err := ended(held['B']); err != nil {
+		t.Fatalf("the closed session: %v", err)
+	}
+	if err := roundTrip(held['A'], "not closed"); err != nil {
+		t.Fatalf("the other session: %v", err)
+	}
+	if p := ctlSessions(t, sock); p.Total != 1 || p.Sessions[0].Upstream != aAddr {
+		t.Fatalf("after closing one: %+v", p)
+	}
+	// Every session of an upstream; nothing left to close after that.
+	if out, err := ctl(t, "--socket", sock, "close", "--upstream", aAddr); err != nil || out != "1 sessions closed\n" {
+		t.Fatalf("ctl close --upstream: %v %q", err, out)
+	}
+	if err := ended(held['A']); err != nil {
+		t.Fatalf("the upstream's session: %v", err)
+	}
+	if out, err := ctl(t, "--socket", sock, "close", "--upstream", aAddr); err != nil || out != "0 sessions closed\n" {
+		t.Fatalf("ctl close --upstream again: %v %q", err, out)
+	}
+	if out, err := ctl(t, "--socket", sock, "close"); err == nil || !strings.Contains(out, "close what?") {
+		t.Fatalf("ctl close without a filter: %v %s", err, out)
+	}
+	// Over TCP, only with the token.
+	if out, err := ctl(t, "--admin", adm, "--token", "", "close", "--listener", "e2e"); err == nil || !strings.Contains(out, "401") {
+		t.Fatalf("close over TCP without the token: %v %s", err, out)
+	}
+	// With workers, the master's sum is read every few seconds.
+	waitFor(t, 30*time.Second, "2 sessions counted as admin_closed", func() bool {
+		return scrape(t, adm, `relayd_listener_sessions_closed_total{listener="e2e",reason="admin_closed"}`) == 2
+	})
+	if !strings.Contains(c.stderr.String(), `"msg":"sessions closed"`) || !strings.Contains(c.stderr.String(), `"upstream":"`+aAddr+`","closed":1,"by":"socket uid `) {
+		t.Fatalf("closes not logged with who asked:\n%s", c.stderr.String())
+	}
+}
+
 func checkSessions(t *testing.T, sock string, held map[byte]net.Conn, aAddr, bAddr string) {
 	t.Helper()
-	page := func(args ...string) admin.SessionsPage {
-		out, err := exec.Command(relaydBin, append([]string{"ctl", "--socket", sock, "--json", "sessions"}, args...)...).Output()
-		if err != nil {
-			t.Fatalf("ctl sessions %v: %v", args, err)
-		}
-		var p admin.SessionsPage
-		if err := json.Unmarshal(out, &p); err != nil {
-			t.Fatalf("%v\n%s", err, out)
-		}
-		return p
-	}
+	page := func(args ...string) admin.SessionsPage { return ctlSessions(t, sock, args...) }
 	var p admin.SessionsPage
 	waitFor(t, 10*time.Second, "the held sessions' bytes counted", func() bool {
 		p = page("--listener", "e2e")

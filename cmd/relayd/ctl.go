@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -49,7 +50,7 @@ func newCtlCmd() *cobra.Command {
 	t := &ctlTarget{}
 	cmd := &cobra.Command{
 		Use:   "ctl",
-		Short: "Look at and change a running relayd: upstreams, drain, disable, enable",
+		Short: "Look at and change a running relayd: upstreams, sessions, drain, disable, enable, close",
 		Long: `Talk to a running relayd's control API: over its control socket (admin.socket,
 mode 0600: run as relayd's user or root), or over admin.listen with --admin
 and --token (admin.token; state changes over TCP need it).
@@ -59,6 +60,9 @@ and --token (admin.token; state changes over TCP need it).
   relayd ctl drain   LISTENER UPSTREAM    no new sessions; open ones finish
   relayd ctl disable LISTENER UPSTREAM    the same, for maintenance: active checks pause
   relayd ctl enable  LISTENER UPSTREAM    back in rotation
+  relayd ctl close ID [--worker N]        reset one session (ID as ctl sessions shows it)
+  relayd ctl close [--listener NAME] [--upstream IP:PORT] [--client PREFIX]
+                                          reset every session that matches
 
 A change applies at once, to every worker, and lasts until changed again or
 relayd restarts (a reload keeps it).`,
@@ -130,6 +134,51 @@ relayd restarts (a reload keeps it).`,
 	sf.IntVar(&sq.offset, "offset", 0, "skip this many (oldest first)")
 	sf.IntVar(&sq.limit, "limit", 100, "at most this many (≤ 1000)")
 	cmd.AddCommand(sess)
+	var cq struct {
+		listener, upstream, client string
+		worker                     int
+	}
+	closeCmd := &cobra.Command{
+		Use:   "close [ID]",
+		Short: "Close (reset both sides of) one session, or every session matching the filters",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			v := url.Values{}
+			if len(args) == 1 {
+				id, err := strconv.ParseUint(strings.TrimPrefix(args[0], "0x"), 16, 64)
+				if err != nil {
+					return fmt.Errorf("session id %q: the hexadecimal ID of ctl sessions", args[0])
+				}
+				v.Set("id", strconv.FormatUint(id, 10))
+			}
+			for k, x := range map[string]string{"listener": cq.listener, "upstream": cq.upstream, "client": cq.client} {
+				if x != "" {
+					v.Set(k, x)
+				}
+			}
+			if len(v) == 0 {
+				return errors.New("close what? give a session ID, --listener, --upstream or --client")
+			}
+			if cq.worker >= 0 {
+				v.Set("worker", strconv.Itoa(cq.worker))
+			}
+			var n admin.Closed
+			if err := t.do(cmd.Context(), "POST", "/sessions/close", v, &n); err != nil {
+				return ctlError(err)
+			}
+			if t.asJSON {
+				return printJSON(cmd.OutOrStdout(), n)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%d sessions closed\n", n.Closed)
+			return nil
+		},
+	}
+	cf := closeCmd.Flags()
+	cf.StringVar(&cq.listener, "listener", "", "only this listener's")
+	cf.StringVar(&cq.upstream, "upstream", "", "only those connected to this upstream (ip:port)")
+	cf.StringVar(&cq.client, "client", "", "only clients in this address or prefix")
+	cf.IntVar(&cq.worker, "worker", -1, "the worker the session ID belongs to (WORKER of ctl sessions, with processes: N)")
+	cmd.AddCommand(closeCmd)
 	for _, verb := range []string{"drain", "disable", "enable"} {
 		cmd.AddCommand(&cobra.Command{
 			Use:   verb + " LISTENER UPSTREAM",

@@ -347,6 +347,13 @@ type Log struct {
 	RingSize int `mapstructure:"ring_size"`
 	// Access logs one line per finished session. Default true.
 	Access bool `mapstructure:"access"`
+	// AccessInterval, when set, also logs an interim line (bytes so far)
+	// of every relaying session each time it is this much older; 0 = off
+	// (the default). 1s to 24h.
+	AccessInterval time.Duration `mapstructure:"access_interval"`
+	// AccessOnConnect also logs a start line when a session's upstream
+	// connects. Default false.
+	AccessOnConnect bool `mapstructure:"access_on_connect"`
 	// MaxSizeMB rotates a file output at this size. Default 100.
 	MaxSizeMB int `mapstructure:"max_size_mb"`
 	// MaxBackups is how many rotated files are kept; 0 keeps all. Default 5.

@@ -173,6 +173,9 @@ func (c *Config) validate() []*FieldError {
 	v.intRange("log.max_size_mb", c.Log.MaxSizeMB, 1, 1<<20)
 	v.intRange("log.max_backups", c.Log.MaxBackups, 0, 10000)
 	v.intRange("log.max_age_days", c.Log.MaxAgeDays, 0, 36500)
+	if c.Log.AccessInterval != 0 {
+		v.durRange("log.access_interval", c.Log.AccessInterval, time.Second, 24*time.Hour)
+	}
 
 	if t := c.Admin.Token; t != "" && len(t) < 16 {
 		v.add("admin.token", RedactedPassword, "%d characters: a token needs at least 16", len(t))

@@ -11,23 +11,48 @@ import (
 // when the session ends and passed to Logger.Access. Access copies it, so
 // the caller may reuse the struct immediately.
 type AccessEntry struct {
-	Time      time.Time      // session end; zero means "now" at Access time
+	Event     AccessEvent    // end (the default), start or interim
+	Time      time.Time      // session end (or the start or interim record's moment); zero means "now" at Access time
 	Listener  string         // listener name or address
 	Client    netip.AddrPort // client address
 	Upstream  netip.AddrPort // zero if never connected
 	Loop      int            // relay loop id
 	Connect   time.Duration  // time to connect upstream
-	Duration  time.Duration  // session lifetime
-	BytesUp   uint64         // client -> upstream
-	BytesDown uint64         // upstream -> client
+	Duration  time.Duration  // session lifetime (so far, for start and interim records)
+	BytesUp   uint64         // client -> upstream (so far)
+	BytesDown uint64         // upstream -> client (so far)
 	Retries   int            // failed upstream connect attempts before success or give-up
-	Reason    string         // close reason: eof, idle_timeout, fin_timeout, connect_timeout, refused, reset, shutdown, rejected_queue_full, rejected_limit, ...
+	Reason    string         // close reason: eof, idle_timeout, fin_timeout, connect_timeout, refused, reset, shutdown, rejected_queue_full, rejected_limit, ...; only on an end record
 	// Target and User: what a SOCKS5 or HTTP CONNECT client asked for
 	// ("host:port" or "ip:port") and the user it gave, on the line of a
 	// session that ended before it was relayed (refused, denied, failed
 	// login). Empty, and left out of the line, otherwise.
 	Target string
 	User   string
+}
+
+// AccessEvent says which record of a session an access line is. The end
+// record is the one every session gets (msg "session", with the reason);
+// the others are written only when configured (log.access_on_connect,
+// log.access_interval) and carry no reason, as Envoy's TCP proxy writes
+// upstream-connected and periodic records before the final one.
+type AccessEvent uint8
+
+const (
+	AccessEnd     AccessEvent = iota // the session ended (msg AccessMessage)
+	AccessStart                      // the upstream connected: relaying begins (msg AccessStartMessage)
+	AccessInterim                    // a long session, every log.access_interval (msg AccessInterimMessage)
+)
+
+// Message is the msg of an access line of this event.
+func (e AccessEvent) Message() string {
+	switch e {
+	case AccessStart:
+		return AccessStartMessage
+	case AccessInterim:
+		return AccessInterimMessage
+	}
+	return AccessMessage
 }
 
 // Field names of an access line. JSON lines also carry "ts", "level"
@@ -46,8 +71,10 @@ const (
 	FieldTarget     = "target" // only when set: a refused edge session's requested destination
 	FieldUser       = "user"   // only when set: the user an edge session gave
 
-	AccessLoggerName = "access"
-	AccessMessage    = "session"
+	AccessLoggerName     = "access"
+	AccessMessage        = "session"         // the end record
+	AccessStartMessage   = "session_start"   // the start record: the upstream connected
+	AccessInterimMessage = "session_interim" // an interim record: bytes so far
 )
 
 // accessMarshaler encodes one AccessEntry through a zap ObjectEncoder, so
@@ -69,7 +96,9 @@ func (m *accessMarshaler) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	enc.AddUint64(FieldBytesUp, e.BytesUp)
 	enc.AddUint64(FieldBytesDown, e.BytesDown)
 	enc.AddInt(FieldRetries, e.Retries)
-	enc.AddString(FieldReason, e.Reason)
+	if e.Event == AccessEnd {
+		enc.AddString(FieldReason, e.Reason)
+	}
 	if e.Target != "" {
 		enc.AddString(FieldTarget, e.Target)
 	}

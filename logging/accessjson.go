@@ -20,7 +20,9 @@ func appendAccessJSON(b []byte, e *AccessEntry) []byte {
 		b = e.Time.UTC().AppendFormat(b, time.RFC3339Nano)
 		b = append(b, '"')
 	}
-	b = append(b, `,"logger":"`+AccessLoggerName+`","msg":"`+AccessMessage+`","`+FieldListener+`":"`...)
+	b = append(b, `,"logger":"`+AccessLoggerName+`","msg":"`...)
+	b = append(b, e.Event.Message()...)
+	b = append(b, `","`+FieldListener+`":"`...)
 	b = appendJSONString(b, e.Listener)
 	b = append(b, `","`+FieldClient+`":"`...)
 	b = appendAddrPort(b, e.Client)
@@ -38,17 +40,22 @@ func appendAccessJSON(b []byte, e *AccessEntry) []byte {
 	b = strconv.AppendUint(b, e.BytesDown, 10)
 	b = append(b, `,"`+FieldRetries+`":`...)
 	b = strconv.AppendInt(b, int64(e.Retries), 10)
-	b = append(b, `,"`+FieldReason+`":"`...)
-	b = appendJSONString(b, e.Reason)
+	if e.Event == AccessEnd {
+		b = append(b, `,"`+FieldReason+`":"`...)
+		b = appendJSONString(b, e.Reason)
+		b = append(b, '"')
+	}
 	if e.Target != "" {
-		b = append(b, `","`+FieldTarget+`":"`...)
+		b = append(b, `,"`+FieldTarget+`":"`...)
 		b = appendJSONString(b, e.Target)
+		b = append(b, '"')
 	}
 	if e.User != "" {
-		b = append(b, `","`+FieldUser+`":"`...)
+		b = append(b, `,"`+FieldUser+`":"`...)
 		b = appendJSONString(b, e.User)
+		b = append(b, '"')
 	}
-	return append(b, "\"}\n"...)
+	return append(b, "}\n"...)
 }
 
 // appendAddrPort appends ip:port (nothing for the zero value); the output

@@ -15,7 +15,7 @@ import (
 func zapAccessLine(t testing.TB, e *AccessEntry) string {
 	t.Helper()
 	buf, err := newEncoder("json").EncodeEntry(zapcore.Entry{
-		Level: zapcore.InfoLevel, Time: e.Time, LoggerName: AccessLoggerName, Message: AccessMessage,
+		Level: zapcore.InfoLevel, Time: e.Time, LoggerName: AccessLoggerName, Message: e.Event.Message(),
 	}, []zapcore.Field{zap.Inline(&accessMarshaler{e: e})})
 	if err != nil {
 		t.Fatal(err)
@@ -40,6 +40,8 @@ func TestAccessJSONMatchesZap(t *testing.T) {
 		{Time: time.Date(2026, 1, 2, 3, 4, 5, 600, time.UTC), Listener: "a\"b\\c\nd\re\tf\x01\x1f\x7f",
 			Client: netip.MustParseAddrPort("127.0.0.1:1"), Upstream: netip.MustParseAddrPort("[::1]:65535"),
 			Loop: -3, Connect: 1, Duration: math.MaxInt64, BytesUp: math.MaxUint64, Retries: 9, Reason: "\xff\xfe ok é \u2028"},
+		{Event: AccessStart, Time: time.Unix(0, 2), Listener: "s", Reason: "ignored", Target: "example.com:443"},
+		{Event: AccessInterim, Time: time.Unix(0, 3), BytesUp: 7, User: "u"},
 		{Time: time.Unix(0, 1), Client: netip.MustParseAddrPort("[fe80::1%eth\"0]:80"),
 			Upstream: netip.MustParseAddrPort("[::ffff:127.0.0.1]:80"), Connect: 123456789 * time.Nanosecond},
 	} {
@@ -57,6 +59,7 @@ func FuzzAccessJSONMatchesZap(f *testing.F) {
 			Time: time.Unix(0, unixNano), Listener: listener, Reason: reason, Client: client, Upstream: client,
 			Loop: loop, Connect: time.Duration(connect), Duration: time.Duration(unixNano),
 			BytesUp: bytes, BytesDown: bytes / 3, Retries: loop / 2, Target: target, User: user,
+			Event: AccessEvent(bytes % 3),
 		}
 		checkSameAsZap(t, &e)
 	})

@@ -150,7 +150,7 @@ func (w *writer) appendAccess(e *AccessEntry) bool {
 		Level:      zapcore.InfoLevel,
 		Time:       e.Time,
 		LoggerName: AccessLoggerName,
-		Message:    AccessMessage,
+		Message:    e.Event.Message(),
 	}, w.accFields)
 	w.am.e = nil
 	if err != nil {

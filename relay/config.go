@@ -61,6 +61,13 @@ type Config struct {
 	// when idle, fin and handshake deadlines are due (evloop.NewWithClock).
 	Clock func() time.Time
 
+	// AccessInterval, when > 0, writes an interim access record of every
+	// relaying session each time it is another interval older, and
+	// AccessOnConnect a start record when its upstream connects (both
+	// reloadable: SetAccessRecords; access.go).
+	AccessInterval  time.Duration
+	AccessOnConnect bool
+
 	Dialer Dialer          // required
 	Log    *logging.Logger // nil = logging.Nop()
 	Zap    *zap.Logger     // overrides Log.Z() when set (tests)

@@ -66,6 +66,8 @@ type Server struct {
 	maxSessions    atomic.Int64
 	idle, fin      atomic.Int64 // current IdleTimeout and FinTimeout (reloadable)
 	connectTimeout atomic.Int64 // per connect attempt; 0 = the Dialer's default
+	accessEvery    atomic.Int64 // interim access records' interval, ns; 0 = off (access.go)
+	accessStart    atomic.Bool  // start access records
 	handoff        atomic.Bool  // listening sockets are shared with a successor
 	next           atomic.Uint64
 	wg             sync.WaitGroup
@@ -83,6 +85,8 @@ func New(cfg Config) (*Server, error) {
 	s.maxSessions.Store(int64(c.MaxSessions))
 	s.idle.Store(int64(c.IdleTimeout))
 	s.fin.Store(int64(c.FinTimeout))
+	s.accessEvery.Store(int64(max(c.AccessInterval, 0)))
+	s.accessStart.Store(c.AccessOnConnect)
 	size := c.BufferSize
 	s.bufPool.New = func() any { b := make([]byte, size); return &b }
 	for i := range c.Loops {

@@ -124,6 +124,7 @@ type session struct {
 	ups        *upstreams // the upstream set upIdx counts in (least-conn)
 	connectDur time.Duration
 	attempts   int32
+	reports    uint32         // interim access records written (access.go); in attempts' padding
 	upstream   netip.AddrPort // the connected upstream, for the access log
 
 	prev, next *session // loop's session list
@@ -222,12 +223,16 @@ func (s *session) connected() {
 	}
 	s.state = stRelaying
 	s.lastActive = l.ev.Now()
-	if s.hs != nil {
-		if !s.edgeConnected(r) {
-			return
-		}
-		s.hs = nil // the handshake is over: a long-lived session does not keep its ~300 bytes
+	if s.hs != nil && !s.edgeConnected(r) {
+		return
 	}
+	if l.srv.accessStart.Load() {
+		s.logAccess(logging.AccessStart, 0)
+	}
+	if s.reports = 0; l.srv.accessEvery.Load() > 0 {
+		s.rearm(l.ev.Now()) // the first interim record may come before the idle deadline
+	}
+	s.hs = nil // the handshake is over: a long-lived session does not keep its ~300 bytes
 	s.enterRelaying()
 }
 
@@ -641,6 +646,7 @@ func (s *session) onTimer(now time.Time) {
 		s.close(reason, false)
 		return
 	}
+	s.report(now)
 	s.rearm(now)
 }
 
@@ -664,6 +670,9 @@ func (s *session) rearm(now time.Time) {
 	next := s.since().Add(limit)
 	if s.state == stConnecting || next.Before(now) {
 		next = now.Add(limit)
+	}
+	if r := s.nextReport(); !r.IsZero() && r.Before(next) {
+		next = r // the interim access record (access.go) comes first
 	}
 	s.loop.ev.Wheel().ScheduleAt(&s.timer, next)
 }
@@ -718,18 +727,7 @@ func (s *session) close(reason Reason, rst bool) {
 	s.ln.st.bytesDown.Add(s.down.n)
 	s.ln.release()
 	l.srv.release(s.ln)
-	if log := l.srv.cfg.Log; log.AccessEnabled() {
-		now := l.ev.Refresh()
-		e := logging.AccessEntry{
-			Time: now, Listener: s.ln.cfg.Name, Client: s.client, Upstream: s.upstream, Loop: l.id,
-			Connect: s.connectDur, Duration: now.Sub(s.began), BytesUp: s.up.n, BytesDown: s.down.n,
-			Retries: int(max(s.attempts-1, 0)), Reason: reason.String(),
-		}
-		if hs := s.hs; hs != nil && hs.ask != nil { // an edge session that never got relayed
-			e.Target, e.User = hs.ask.target, hs.ask.user
-		}
-		log.Access(&e)
-	}
+	s.logAccess(logging.AccessEnd, reason)
 	s.c.fd, s.u.fd = -1, -1
 }
 

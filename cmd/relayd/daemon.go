@@ -43,18 +43,20 @@ type fdHandoff interface {
 
 func relayConfig(c *configs.Config) relay.Config {
 	return relay.Config{
-		Loops:          c.Relay.LoopCount(),
-		BufferSize:     c.Relay.BufferSize,
-		IdleTimeout:    c.Relay.IdleTimeout,
-		FinTimeout:     c.Relay.FinTimeout,
-		NoDelay:        c.Relay.NoDelay,
-		Splice:         c.Relay.Splice,
-		SplicePipes:    max(c.SplicePipeCount(nofile()), 1), // 0 would mean the default: splicing off sets Splice
-		SplicePipeSize: c.Relay.SplicePipeSize,
-		Reuseport:      c.Accept.Mode != configs.AcceptSingle,
-		Balanced:       c.Accept.Mode == configs.AcceptBalanced,
-		Backlog:        c.Accept.Backlog,
-		MaxSessions:    sessionCap(c),
+		Loops:           c.Relay.LoopCount(),
+		BufferSize:      c.Relay.BufferSize,
+		IdleTimeout:     c.Relay.IdleTimeout,
+		FinTimeout:      c.Relay.FinTimeout,
+		NoDelay:         c.Relay.NoDelay,
+		Splice:          c.Relay.Splice,
+		SplicePipes:     max(c.SplicePipeCount(nofile()), 1), // 0 would mean the default: splicing off sets Splice
+		SplicePipeSize:  c.Relay.SplicePipeSize,
+		Reuseport:       c.Accept.Mode != configs.AcceptSingle,
+		Balanced:        c.Accept.Mode == configs.AcceptBalanced,
+		Backlog:         c.Accept.Backlog,
+		MaxSessions:     sessionCap(c),
+		AccessInterval:  c.Log.AccessInterval,
+		AccessOnConnect: c.Log.AccessOnConnect,
 	}
 }
 

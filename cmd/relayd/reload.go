@@ -80,6 +80,7 @@ func (d *daemon) reload(next *configs.Config) (err error) {
 	}()
 	d.edge.setup(next) // the policies' list of relayd's own addresses follows the new listeners
 	d.log.SetAccess(next.Log.Access)
+	d.relay.SetAccessRecords(next.Log.AccessInterval, next.Log.AccessOnConnect)
 	d.relay.SetTimeouts(next.Relay.IdleTimeout, next.Relay.FinTimeout)
 	d.relay.SetConnectTimeout(next.Connector.ConnectTimeout)
 	d.relay.SetMaxSessions(d.sessionCap(next))

@@ -423,3 +423,39 @@ func checkSessions(t *testing.T, sock string, held map[byte]net.Conn, aAddr, bAd
 		t.Fatalf("--client 10.0.0.0/8: %+v", p)
 	}
 }
+
+// log.access_on_connect and log.access_interval reach the workers: a held
+// session gets its start line when the upstream connects and interim lines
+// with its bytes so far while it stays open, then its end line.
+func TestAccessIntervalLines(t *testing.T) {
+	up := tagEcho(t, 'A')
+	c := startRelayd(t, fmt.Sprintf(`processes: 2
+listeners:
+  - name: e2e
+    listen: 127.0.0.1:0
+    upstreams: [%s]
+log:
+  access_interval: 1s
+  access_on_connect: true
+`, up.Addr()), "")
+	tag, conn := taggedSession(t, c.addr)
+	if tag != 'A' {
+		t.Fatalf("tag %c", tag)
+	}
+	client := conn.LocalAddr().String()
+	line := func(msg, rest string) string {
+		return `"msg":"` + msg + `","listener":"e2e","client":"` + client + `","upstream":"` + up.Addr().String() + rest
+	}
+	waitFor(t, 20*time.Second, "start and interim lines of the held session", func() bool {
+		e := c.stderr.String()
+		return strings.Contains(e, line("session_start", `","loop":`)) && strings.Contains(e, line("session_interim", `","loop":`)) &&
+			strings.Contains(e, `"bytes_up":4,"bytes_down":5,"retries":0}`)
+	})
+	if strings.Contains(c.stderr.String(), line("session", "")) {
+		t.Fatal("an end line for the open session")
+	}
+	conn.Close()
+	waitFor(t, 20*time.Second, "the end line", func() bool {
+		return strings.Contains(c.stderr.String(), line("session", `","loop":`))
+	})
+}

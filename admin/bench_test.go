@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -32,4 +33,31 @@ func BenchmarkGather(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkSessionsPage is the admin side of one GET /sessions?limit=1000
+// (the relay's answer given): conversion and JSON encoding, what a poll
+// costs the process's CPUs beside the loops' own task (relay's
+// BenchmarkSessionsTask).
+func BenchmarkSessionsPage(b *testing.B) {
+	var p relay.SessionsPage
+	now := time.Now()
+	for i := range 1000 {
+		p.Sessions = append(p.Sessions, relay.SessionInfo{ID: uint64(i) + 1<<48, Listener: "main",
+			Client:   netip.AddrPortFrom(netip.MustParseAddr("10.1.2.3"), uint16(10000+i)),
+			Upstream: netip.MustParseAddrPort("10.9.8.7:8080"), State: "relaying", Began: now.Add(-time.Duration(i) * time.Second),
+			Idle: time.Second, BytesUp: 123456, BytesDown: 7654321})
+	}
+	p.Total = 9000
+	h := controlServer(b, &fakeControl{sessions: &p}, "").Handler()
+	b.ReportAllocs()
+	var size int
+	for b.Loop() {
+		w := doReq(h, "GET", "/sessions?limit=1000", "", "")
+		if w.Code != 200 {
+			b.Fatal(w.Code)
+		}
+		size = w.Body.Len()
+	}
+	b.ReportMetric(float64(size), "bytes/page")
 }

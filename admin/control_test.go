@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/relayd/relayd/connector"
 	"github.com/relayd/relayd/relay"
@@ -19,8 +20,9 @@ const controlPath = "/upstreams/state"
 
 // fakeControl records state changes of one known upstream.
 type fakeControl struct {
-	mu      sync.Mutex
-	changes []string
+	mu       sync.Mutex
+	changes  []string
+	sessions *relay.SessionsPage // GET /sessions answers this
 }
 
 func (f *fakeControl) api() *Control {
@@ -39,6 +41,12 @@ func (f *fakeControl) api() *Control {
 			f.changes = append(f.changes, st.String()+" by "+who)
 			f.mu.Unlock()
 			return StateChange{Listener: l, Upstream: a.String(), State: st.String(), Previous: "enabled"}, nil
+		},
+		Sessions: func(_ context.Context, q relay.SessionQuery) (SessionsPage, error) {
+			if f.sessions == nil {
+				return SessionsPage{Sessions: []SessionJSON{}}, nil
+			}
+			return PageOf(*f.sessions, q.Offset, time.Now()), nil
 		},
 		CloseSessions: func(_ context.Context, q relay.SessionQuery, worker int, who string) (Closed, error) {
 			if q.ID != 0 && worker < 0 {

@@ -242,12 +242,20 @@ admin:
 
 // The status page at / renders in a real browser from the JSON API and the
 // metrics alone: a row per listener and upstream, the open session
-// counted, and a drain shows on the page at its next refresh.
+// counted, and a drain shows on the page at its next refresh — served by one
+// process, and by a master from what its workers answer.
 func TestStatusPage(t *testing.T) {
+	for _, procs := range []int{1, 2} {
+		t.Run(fmt.Sprintf("processes=%d", procs), func(t *testing.T) { statusPage(t, procs) })
+	}
+}
+
+func statusPage(t *testing.T, procs int) {
 	a, b := tagEcho(t, 'A'), tagEcho(t, 'B')
 	aAddr := a.Addr().String()
 	sock := filepath.Join(t.TempDir(), "admin.sock")
-	c := startRelayd(t, fmt.Sprintf(`listeners:
+	c := startRelayd(t, fmt.Sprintf(`processes: %d
+listeners:
   - name: web
     listen: 127.0.0.1:0
     upstreams: [%s, %s]
@@ -256,7 +264,7 @@ relay:
 admin:
   listen: 127.0.0.1:0
   socket: %s
-`, aAddr, b.Addr().String(), sock), "")
+`, procs, aAddr, b.Addr().String(), sock), "")
 	adm := adminAddr(t, c)
 	_, held := taggedSession(t, c.addr)
 	defer held.Close()

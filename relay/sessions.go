@@ -86,13 +86,16 @@ func (s *Server) Sessions(q SessionQuery) SessionsPage {
 // copies (BenchmarkSessionsTask).
 func (l *loop) sessionsWindow(q *SessionQuery, window int) ([]SessionInfo, int) {
 	now := l.ev.Now()
-	out := make([]SessionInfo, 0, min(window, int(max(l.st.active.Load(), 0)))) // one allocation, not a doubling series on the loop
+	var out []SessionInfo
 	n := 0
 	for x := l.sessions.first(); x != nil; x = l.sessions.next(x) {
 		if !x.matches(q) {
 			continue
 		}
 		n++
+		if out == nil { // one allocation at the first match, not a doubling series on the loop
+			out = make([]SessionInfo, 0, min(window, int(max(l.st.active.Load(), 1))))
+		}
 		if len(out) < window {
 			out = append(out, x.info(now))
 		}

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/relayd/relayd/connector"
+	"github.com/relayd/relayd/edge/route"
 	"github.com/relayd/relayd/relay"
 )
 
@@ -64,6 +65,7 @@ type collector struct {
 	uFailures, uQueueTO, uLate, uRejected, uTrans    *prometheus.Desc
 	uCuts, uChecks, uCheckFails, uLatency            *prometheus.Desc
 	edgeDenied, edgeRejected                         *prometheus.Desc
+	routeSessions, routeUnmatched                    *prometheus.Desc
 	loopQueue                                        *prometheus.Desc
 	cAttempts, cConnected, cFailed, cCanceled        *prometheus.Desc
 	cFailures, cLatency                              *prometheus.Desc
@@ -133,9 +135,11 @@ func NewCollector(src Sources, version string) prometheus.Collector {
 		uCheckFails: desc("upstream_check_failures_total", "Active health checks failed.", "listener", "upstream"),
 		uLatency:    desc("upstream_connect_latency_seconds", "Connect latency of the upstream's successful attempts (log2 buckets from 1µs).", "listener", "upstream"),
 
-		loopQueue:    desc("loop_queue_depth", "Tasks waiting in each relay loop's queue (connect results, hand-overs, name answers).", "loop"),
-		edgeDenied:   desc("policy_denied_total", "Client-chosen destinations refused, by listener and policy rule.", "listener", "rule"),
-		edgeRejected: desc("source_rejected_total", "Clients refused by source ACL or per-source limits, by listener and rule.", "listener", "rule"),
+		loopQueue:      desc("loop_queue_depth", "Tasks waiting in each relay loop's queue (connect results, hand-overs, name answers).", "loop"),
+		edgeDenied:     desc("policy_denied_total", "Client-chosen destinations refused, by listener and policy rule.", "listener", "rule"),
+		edgeRejected:   desc("source_rejected_total", "Clients refused by source ACL or per-source limits, by listener and rule.", "listener", "rule"),
+		routeSessions:  desc("route_sessions_total", "Sessions a listener's routes sent to a route's group, by listener and route (the first bytes matched it).", "listener", "route"),
+		routeUnmatched: desc("route_unmatched_total", "Sessions of a listener with routes that matched none and went to its default upstreams.", "listener"),
 
 		logDropped: desc("log_entries_dropped_total", "Log entries dropped because the ring was full or the write failed."),
 		logWritten: desc("log_entries_written_total", "Log entries written."),
@@ -154,7 +158,7 @@ func (c *collector) descs() []*prometheus.Desc {
 		c.uUp, c.uInflight, c.uQueued, c.uLimit, c.uRate, c.uConnected, c.uFailures, c.uQueueTO, c.uLate, c.uRejected,
 		c.uTrans, c.uCuts, c.uChecks, c.uCheckFails, c.uLatency,
 		c.cAttempts, c.cConnected, c.cFailed, c.cCanceled, c.cFailures, c.cLatency,
-		c.logDropped, c.logWritten, c.logSampled, c.logWErrs, c.edgeDenied, c.edgeRejected, c.loopQueue,
+		c.logDropped, c.logWritten, c.logSampled, c.logWErrs, c.edgeDenied, c.edgeRejected, c.routeSessions, c.routeUnmatched, c.loopQueue,
 	}
 }
 
@@ -185,6 +189,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			}
 			for rule, n := range es.SourceRejected {
 				ch <- prometheus.MustNewConstMetric(c.edgeRejected, prometheus.CounterValue, float64(n), name, rule)
+			}
+			for r, n := range es.Routed {
+				if r == route.Default {
+					ch <- prometheus.MustNewConstMetric(c.routeUnmatched, prometheus.CounterValue, float64(n), name)
+				} else {
+					ch <- prometheus.MustNewConstMetric(c.routeSessions, prometheus.CounterValue, float64(n), name, r)
+				}
 			}
 		}
 	}

@@ -95,6 +95,10 @@ type Listener struct {
 	Limits SourceLimits `mapstructure:"limits"`
 	// Policy restricts client-chosen destinations (socks5, http-connect).
 	Policy Policy `mapstructure:"policy"`
+	// Routes pick each session's upstream group from what its client
+	// sends first (TLS SNI / ALPN, HTTP Host); Upstreams are the default
+	// group. Forward mode only. See Route.
+	Routes []Route `mapstructure:"routes"`
 }
 
 // Auth is a listener's credentials: Users and the lines of File together.
@@ -524,6 +528,26 @@ func (c *Config) SetDefaults() {
 		for _, p := range []*[]string{&l.Auth.Users, &l.ProxyProtocol.TrustedSources, &l.ACL.Allow, &l.ACL.Deny, &l.Policy.Allow, &l.Policy.Deny} {
 			if len(*p) == 0 {
 				*p = nil
+			}
+		}
+		if len(l.Routes) == 0 {
+			l.Routes = nil
+		}
+		for j := range l.Routes {
+			r := &l.Routes[j]
+			if len(r.Weights) == 0 {
+				r.Weights = nil
+			}
+			for _, p := range []*[]string{&r.SNI, &r.ALPN, &r.Host, &r.Upstreams} {
+				if len(*p) == 0 {
+					*p = nil
+				}
+			}
+			if r.Check.Rise == 0 {
+				r.Check.Rise = DefaultRise
+			}
+			if r.Check.Fall == 0 {
+				r.Check.Fall = DefaultFall
 			}
 		}
 	}

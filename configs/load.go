@@ -133,8 +133,8 @@ func load(name string, data []byte, hasFile bool, opts LoadOptions) (*Config, er
 		if !present[retriesKey(i)] {
 			cfg.Listeners[i].Retries = DefaultRetries(len(cfg.Listeners[i].Upstreams))
 		}
-
 	}
+	cfg.routeDefaults(present)
 	errs = append(errs, applyFlags(&cfg, opts, present)...)
 
 	// A value that failed to decode left its field at a default or zero, so

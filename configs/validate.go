@@ -244,6 +244,7 @@ func (c *Config) validateListeners(v *validator) {
 			v.add(p+"mode", l.Mode, "must be one of: %s, %s, %s", ModeForward, ModeSOCKS5, ModeHTTPConnect)
 		}
 		validateEdge(v, p, &l)
+		validateRoutes(v, p, &l)
 		for j, u := range l.Upstreams {
 			if err := checkUpstream(u); err != nil {
 				v.add(p+"upstreams["+strconv.Itoa(j)+"]", u, "%v", err)

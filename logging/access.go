@@ -29,6 +29,11 @@ type AccessEntry struct {
 	// login). Empty, and left out of the line, otherwise.
 	Target string
 	User   string
+	// Route and SNI: on a listener with routes, the route the session
+	// took ("default" when none matched) and the TLS server name it sent.
+	// Empty, and left out of the line, otherwise.
+	Route string
+	SNI   string
 }
 
 // AccessEvent says which record of a session an access line is. The end
@@ -70,6 +75,8 @@ const (
 	FieldReason     = "reason"
 	FieldTarget     = "target" // only when set: a refused edge session's requested destination
 	FieldUser       = "user"   // only when set: the user an edge session gave
+	FieldRoute      = "route"  // only when set: the route of a routed session
+	FieldSNI        = "sni"    // only when set: the TLS server name of a routed session
 
 	AccessLoggerName     = "access"
 	AccessMessage        = "session"         // the end record
@@ -104,6 +111,12 @@ func (m *accessMarshaler) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	}
 	if e.User != "" {
 		enc.AddString(FieldUser, e.User)
+	}
+	if e.Route != "" {
+		enc.AddString(FieldRoute, e.Route)
+	}
+	if e.SNI != "" {
+		enc.AddString(FieldSNI, e.SNI)
 	}
 	return nil
 }

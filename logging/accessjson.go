@@ -55,6 +55,16 @@ func appendAccessJSON(b []byte, e *AccessEntry) []byte {
 		b = appendJSONString(b, e.User)
 		b = append(b, '"')
 	}
+	if e.Route != "" {
+		b = append(b, `,"`+FieldRoute+`":"`...)
+		b = appendJSONString(b, e.Route)
+		b = append(b, '"')
+	}
+	if e.SNI != "" {
+		b = append(b, `,"`+FieldSNI+`":"`...)
+		b = appendJSONString(b, e.SNI)
+		b = append(b, '"')
+	}
 	return append(b, "}\n"...)
 }
 

@@ -59,7 +59,7 @@ func FuzzAccessJSONMatchesZap(f *testing.F) {
 			Time: time.Unix(0, unixNano), Listener: listener, Reason: reason, Client: client, Upstream: client,
 			Loop: loop, Connect: time.Duration(connect), Duration: time.Duration(unixNano),
 			BytesUp: bytes, BytesDown: bytes / 3, Retries: loop / 2, Target: target, User: user,
-			Event: AccessEvent(bytes % 3),
+			Event: AccessEvent(bytes % 3), Route: user, SNI: target,
 		}
 		checkSameAsZap(t, &e)
 	})

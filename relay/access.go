@@ -93,5 +93,8 @@ func (s *session) logAccess(ev logging.AccessEvent, reason Reason) {
 	if hs := s.hs; hs != nil && hs.ask != nil { // an edge session that never got relayed, or its start record
 		e.Target, e.User = hs.ask.target, hs.ask.user
 	}
+	if p := s.peeked; p != nil {
+		e.Route, e.SNI = p.route, p.sni
+	}
 	log.Access(&e)
 }

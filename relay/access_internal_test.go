@@ -25,8 +25,12 @@ type lineBuffer struct {
 	b  bytes.Buffer
 }
 
-func (w *lineBuffer) Write(p []byte) (int, error) { w.mu.Lock(); defer w.mu.Unlock(); return w.b.Write(p) }
-func (w *lineBuffer) Sync() error                 { return nil }
+func (w *lineBuffer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+func (w *lineBuffer) Sync() error { return nil }
 
 // accessLine is what the test reads of an access line.
 type accessLine struct {

@@ -166,11 +166,21 @@ func (s *Server) UpstreamSessions() map[string]map[netip.AddrPort]int64 {
 		if ups == nil {
 			continue
 		}
-		m := make(map[netip.AddrPort]int64, len(ups.rot))
-		for i, r := range ups.rot {
-			m[r[0]] += ups.active[i].Load()
+		out[ln.cfg.Name] = ups.sessions()
+		if g := ln.groups.Load(); g != nil { // route groups, by their connector names
+			for i, n := range g.names {
+				out[n] = g.ups[i].sessions()
+			}
 		}
-		out[ln.cfg.Name] = m
 	}
 	return out
+}
+
+// sessions counts the sessions connected to each upstream of the set.
+func (u *upstreams) sessions() map[netip.AddrPort]int64 {
+	m := make(map[netip.AddrPort]int64, len(u.rot))
+	for i, r := range u.rot {
+		m[r[0]] += u.active[i].Load()
+	}
+	return m
 }

@@ -156,6 +156,11 @@ type ListenerConfig struct {
 	// none. It may be shared between listeners.
 	Limiter *policy.SourceLimiter
 
+	// Routes, on a forward listener, pick the upstream group of each
+	// session from its first bytes (edge_peek.go); the listener's own
+	// Upstreams are the default group. Tried in order.
+	Routes []Route
+
 	// edge holds the listener's edge counters. validate makes it, and
 	// AddListener keeps the validated copy, so callers never set it.
 	edge *edgeState
@@ -252,5 +257,5 @@ func (lc *ListenerConfig) validate() error {
 	if lc.Tries < 0 || lc.MaxSessions < 0 {
 		return fmt.Errorf("relay: listener %q: negative tries or max sessions", lc.Name)
 	}
-	return nil
+	return lc.validateRoutes()
 }

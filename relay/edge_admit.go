@@ -30,7 +30,7 @@ func (s *session) trustedPeer() bool {
 func (s *session) startEdge(now time.Time) {
 	cfg := s.lc
 	proxyIn := cfg.ProxyAccept != 0 && s.trustedPeer()
-	if proxyIn || cfg.ProxySend != 0 || (cfg.Mode != "" && cfg.Mode != ModeForward) {
+	if proxyIn || cfg.ProxySend != 0 || (cfg.Mode != "" && cfg.Mode != ModeForward) || cfg.edge.routes != nil {
 		s.hs = &handshake{}
 		if cfg.Verify != nil {
 			s.hs.socks = socks5.New(socks5.Config{Verify: cfg.Verify})
@@ -53,6 +53,10 @@ func (s *session) admitted(now time.Time) {
 		return
 	}
 	if m := s.lc.Mode; m == "" || m == ModeForward {
+		if s.lc.edge.routes != nil {
+			s.startPeek(now) // what followed the PROXY header is the first message
+			return
+		}
 		if s.hs != nil {
 			s.handOver() // what followed the PROXY header is payload
 		}

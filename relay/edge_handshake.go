@@ -149,6 +149,8 @@ func (s *session) edgeRead() {
 func (s *session) edgeBound() int {
 	b := socks5.MaxHandshake
 	switch {
+	case s.state == stPeek:
+		b = s.loop.srv.cfg.BufferSize // a first message of routing must fit where it is kept for the upstream
 	case s.state == stProxyHeader:
 		b = proxyproto.MaxLen
 	case s.lc.Mode == ModeHTTPConnect:
@@ -174,6 +176,17 @@ func (s *session) handOver() {
 // the bytes allow (a client may pipeline PROXY header, greeting, auth and
 // request in one segment).
 func (s *session) advance(now time.Time) {
+	if s.state == stPeek {
+		b := s.hs.in[s.hs.off:]
+		// A TLS parse walks record headers until the hello is whole: cheap
+		// per byte. An HTTP head can only complete, or show its Host, with
+		// a new '\n' (worthParsing).
+		if len(b) > 0 && (b[0] == 0x16 || b[0]&0x80 != 0 || worthParsing(stHandshake, ModeHTTPConnect, b, s.hs.scanned)) {
+			s.hs.scanned = len(b)
+			s.peek(now, false)
+		}
+		return
+	}
 	if s.state != stProxyHeader && s.state != stHandshake {
 		return
 	}
@@ -461,6 +474,13 @@ func (s *session) onEdgeTimer(now time.Time) {
 	}
 	if s.state == stLinger {
 		s.close(s.hs.reason, false)
+		return
+	}
+	if s.state == stPeek {
+		s.peek(now, true) // nothing sent: route as other; a partial first message: closed
+		if s.state != stClosed {
+			s.update()
+		}
 		return
 	}
 	if s.state == stHandshake && s.lc.Mode == ModeHTTPConnect {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/relayd/relayd/edge/httpconnect"
 	"github.com/relayd/relayd/edge/policy"
+	"github.com/relayd/relayd/edge/route"
 )
 
 // edgeState is what validate derives from a ListenerConfig's edge settings.
@@ -17,6 +18,7 @@ import (
 type edgeState struct {
 	active  bool // any edge setting: sessions take the edge path
 	httpCfg httpconnect.Config
+	routes  *route.Table // compiled ListenerConfig.Routes; nil without routes
 	*edgeCounts
 }
 
@@ -26,6 +28,7 @@ type edgeCounts struct {
 	mu       sync.Mutex // guards denied, rejected
 	denied   map[string]uint64
 	rejected map[string]uint64
+	routed   map[string]*atomic.Uint64 // sessions by route (route.Default: none matched); routeCounter
 
 	lastSweep atomic.Int64 // unix nanos of the last SourceLimiter.Sweep
 }
@@ -76,6 +79,7 @@ func (e *edgeCounts) maybeSweep(lim *policy.SourceLimiter, now time.Time) {
 type EdgeStats struct {
 	PolicyDenied   map[string]uint64 // destination refusals by policy rule ("loopback", "self", "allow:..." ...)
 	SourceRejected map[string]uint64 // ACL and per-source limit refusals by rule ("acl-deny", "source-rate" ...)
+	Routed         map[string]uint64 // sessions by route; "default": matched none (routes only)
 }
 
 // EdgeStats returns each listener's edge counters (by listener name). The
@@ -92,7 +96,7 @@ func (s *Server) EdgeStats() map[string]EdgeStats {
 		}
 		es, ok := out[lc.name]
 		if !ok {
-			es = EdgeStats{PolicyDenied: map[string]uint64{}, SourceRejected: map[string]uint64{}}
+			es = EdgeStats{PolicyDenied: map[string]uint64{}, SourceRejected: map[string]uint64{}, Routed: map[string]uint64{}}
 		}
 		e.mu.Lock()
 		for k, v := range e.denied {
@@ -100,6 +104,9 @@ func (s *Server) EdgeStats() map[string]EdgeStats {
 		}
 		for k, v := range e.rejected {
 			es.SourceRejected[k] += v
+		}
+		for k, v := range e.routed {
+			es.Routed[k] += v.Load()
 		}
 		e.mu.Unlock()
 		out[lc.name] = es

@@ -28,6 +28,7 @@ type listener struct {
 	lc          atomic.Pointer[ListenerConfig] // the current settings (Update swaps them)
 	addr        netip.AddrPort                 // bound address (port resolved)
 	ups         atomic.Pointer[upstreams]
+	groups      atomic.Pointer[groups] // route groups (edge_peek.go); nil without routes
 	maxSessions atomic.Int64
 	st          *listenerCounters // its own allocation: Server.retired keeps it alone
 	socks       []*lsock
@@ -140,8 +141,18 @@ func (s *Server) AddListener(lc ListenerConfig) (netip.AddrPort, error) {
 	defer func() {
 		if ret == nil {
 			s.unregister(lc.Name) // the listener did not come up
+			if g := ln.groups.Load(); g != nil {
+				for _, n := range g.names {
+					s.unregister(n)
+				}
+			}
 		}
 	}()
+	g, err := s.registerGroups(&lc, nil)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	ln.groups.Store(g)
 	ln.ups.Store(ups)
 	ln.maxSessions.Store(int64(lc.MaxSessions))
 	n := 1
@@ -439,6 +450,11 @@ func (s *Server) Update(lc ListenerConfig) error {
 		if err != nil {
 			return err
 		}
+		g, err := s.registerGroups(&lc, ln.groups.Load())
+		if err != nil {
+			return err
+		}
+		ln.groups.Store(g)
 		ln.ups.Store(ups)
 		ln.maxSessions.Store(int64(lc.MaxSessions))
 		next := lc
@@ -468,6 +484,11 @@ func (s *Server) RemoveListener(name string) error {
 		return fmt.Errorf("relay: no listener %q", name)
 	}
 	s.unregister(name)
+	if g := ln.groups.Load(); g != nil {
+		for _, n := range g.names {
+			s.unregister(n)
+		}
+	}
 	if !started {
 		for _, ls := range ln.socks {
 			_ = unix.Shutdown(ls.fd, unix.SHUT_RD)

@@ -32,6 +32,7 @@ const (
 	stHandshake   // reading the SOCKS5 / HTTP CONNECT request
 	stResolving   // the target name is being resolved off the loop
 	stLinger      // a failure reply was sent; draining the client before close
+	stPeek        // reading the first bytes to pick a route (edge_peek.go)
 )
 
 // endpoint is one socket of a session.
@@ -107,13 +108,14 @@ func (s *session) resume(d *dir) {
 // session is one relayed connection pair. It belongs to its loop; every
 // method runs on the loop goroutine, except Connected (connector worker).
 type session struct {
-	loop  *loop
-	ln    *listener
-	gen   uint64
-	state sessState
-	c, u  endpoint
-	up    dir // client -> upstream
-	down  dir // upstream -> client
+	loop    *loop
+	ln      *listener
+	gen     uint64
+	state   sessState
+	limited bool // holds a slot in the listener's SourceLimiter (beside state: in its padding)
+	c, u    endpoint
+	up      dir // client -> upstream
+	down    dir // upstream -> client
 
 	timer      timeout.Timer // idle / fin / drain deadline
 	began      time.Time
@@ -132,10 +134,10 @@ type session struct {
 	// list at Submit, back to it in connected() (the connector calls
 	// Connected exactly once and never touches it after). Not embedded: a
 	// long-lived session has no use for its ~200 bytes.
-	req     *connector.Request
-	hs      *handshake      // edge state; nil in plain forward mode
-	lc      *ListenerConfig // edge settings, taken at start (a reload may swap the listener's); nil in plain forward mode
-	limited bool            // holds a slot in the listener's SourceLimiter
+	req    *connector.Request
+	hs     *handshake      // edge state; nil in plain forward mode
+	lc     *ListenerConfig // edge settings, taken at start (a reload may swap the listener's); nil in plain forward mode
+	peeked *peekInfo       // a routed session's route and SNI, for its access line; nil otherwise
 }
 
 // start registers a freshly accepted session on its loop and asks the
@@ -161,9 +163,13 @@ func (s *session) start(now time.Time) {
 }
 
 // dialForward asks the connector for one of the listener's upstreams.
-func (s *session) dialForward(now time.Time) {
+func (s *session) dialForward(now time.Time) { s.dial(now, s.ln.ups.Load()) }
+
+// dial asks the connector for one of the group ups (the listener's
+// upstreams, or a route's).
+func (s *session) dial(now time.Time, ups *upstreams) {
 	l := s.loop
-	ups := s.ln.ups.Load()
+	s.ups = ups
 	i := ups.pick()
 	s.req = l.newRequest(s, ups.rot[i], ups.urot[i], ups.tries)
 	s.state = stConnecting
@@ -217,8 +223,10 @@ func (s *session) connected() {
 	s.u.fd = r.FD
 	s.upstream = r.Addr
 	*l.ref(s.u.fd) = fdRef{s: s, side: sideUpstream}
-	s.ups = s.ln.ups.Load()
-	if s.upIdx = s.ups.index(r.Addr); s.upIdx >= 0 {
+	if s.ups == nil { // not dialled from a group (a SOCKS5 / CONNECT target): the listener's set
+		s.ups = s.ln.ups.Load()
+	}
+	if s.upIdx = s.ups.index(r.Addr); s.upIdx >= 0 { // s.ups: the group dial asked of
 		s.ups.active[s.upIdx].Add(1)
 	}
 	s.state = stRelaying

@@ -51,7 +51,7 @@ type SessionsPage struct {
 }
 
 var stateNames = [...]string{stConnecting: "connecting", stRelaying: "relaying", stClosed: "closed",
-	stProxyHeader: "proxy_header", stHandshake: "handshake", stResolving: "resolving", stLinger: "linger"}
+	stProxyHeader: "proxy_header", stHandshake: "handshake", stResolving: "resolving", stLinger: "linger", stPeek: "peek"}
 
 // Sessions lists open sessions matching q, oldest first. Each loop is
 // asked on its own goroutine (a task in its queue, never a lock): it

@@ -137,6 +137,18 @@ func listenerConfig(edge *edgeShared, l configs.Listener) (relay.ListenerConfig,
 		}
 		lc.Upstreams = append(lc.Upstreams, ap)
 	}
+	for _, r := range l.Routes {
+		rc := relay.Route{Rule: r.Rule(), LeastConn: r.Balance == configs.BalanceLeastConn, Weights: r.Weights, Tries: r.Retries + 1,
+			Check: connector.CheckConfig{Interval: r.Check.Interval, Timeout: r.Check.Timeout, Rise: r.Check.Rise, Fall: r.Check.Fall}}
+		for _, u := range r.Upstreams {
+			ap, err := netip.ParseAddrPort(u)
+			if err != nil {
+				return lc, fmt.Errorf("listener %s: route %s: upstream %w", l.Name, r.Name, err)
+			}
+			rc.Upstreams = append(rc.Upstreams, ap)
+		}
+		lc.Routes = append(lc.Routes, rc)
+	}
 	return lc, edge.apply(&lc, l)
 }
 

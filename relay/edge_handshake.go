@@ -121,6 +121,10 @@ func (s *session) edgeRead() {
 		s.readEarly(&s.up, s.c.fd)
 		return
 	}
+	if s.state == stPeek {
+		s.peekRead(l.ev.Now())
+		return
+	}
 	hs := s.hs
 	if hs.off > 0 { // parse position at the start: room for a longer header
 		hs.in = hs.in[:copy(hs.in, hs.in[hs.off:])]
@@ -177,13 +181,13 @@ func (s *session) handOver() {
 // request in one segment).
 func (s *session) advance(now time.Time) {
 	if s.state == stPeek {
-		b := s.hs.in[s.hs.off:]
+		b := s.hs.in
 		// A TLS parse walks record headers until the hello is whole: cheap
 		// per byte. An HTTP head can only complete, or show its Host, with
 		// a new '\n' (worthParsing).
 		if len(b) > 0 && (b[0] == 0x16 || b[0]&0x80 != 0 || worthParsing(stHandshake, ModeHTTPConnect, b, s.hs.scanned)) {
 			s.hs.scanned = len(b)
-			s.peek(now, false)
+			s.peek(now, b, false, false)
 		}
 		return
 	}
@@ -477,7 +481,7 @@ func (s *session) onEdgeTimer(now time.Time) {
 		return
 	}
 	if s.state == stPeek {
-		s.peek(now, true) // nothing sent: route as other; a partial first message: closed
+		s.peek(now, s.hs.in, true, false) // nothing sent: route as other; a partial first message: closed
 		if s.state != stClosed {
 			s.update()
 		}

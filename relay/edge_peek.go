@@ -13,6 +13,7 @@ import (
 	"github.com/relayd/relayd/edge/httphost"
 	"github.com/relayd/relayd/edge/route"
 	"github.com/relayd/relayd/edge/tlshello"
+	"golang.org/x/sys/unix"
 )
 
 // Routes: a forward listener with routes reads the client's first bytes
@@ -159,26 +160,64 @@ type peekInfo struct {
 	sni   string
 }
 
-// startPeek begins reading the client's first bytes for routing.
+// startPeek begins reading the client's first bytes for routing; what
+// followed a PROXY header (in hs.in) is the start of them.
 func (s *session) startPeek(now time.Time) {
 	s.state = stPeek
+	s.hs.in = s.hs.in[:copy(s.hs.in, s.hs.in[s.hs.off:])]
+	s.hs.off, s.hs.scanned = 0, 0
 	s.advance(now)
 	if s.state != stClosed {
 		s.update()
 	}
 }
 
-// peek classifies what hs.in holds and, once it can, routes the session:
-// every byte read is handed over and forwarded.
-func (s *session) peek(now time.Time, timedOut bool) {
-	hs := s.hs
-	b := hs.in[hs.off:]
-	full := len(b) >= s.edgeBound()
+// peekRead reads client bytes while peeking. The common client sends its
+// whole first message in one segment: it is classified from the loop's
+// scratch buffer where the read put it and copied once, into s.up, like
+// any early payload. Only a partial one is kept in hs.in (a slice that
+// grows with what was sent: a stalled client costs its bytes, not a relay
+// buffer) and classified again as more arrives.
+func (s *session) peekRead(now time.Time) {
+	l, hs := s.loop, s.hs
+	room := s.edgeBound() - len(hs.in)
+	n, err := unix.Read(s.c.fd, l.scratch[:min(room, len(l.scratch))])
+	switch {
+	case n > 0:
+		if len(hs.in) == 0 {
+			if s.peek(now, l.scratch[:n], false, false) {
+				return
+			}
+			hs.in = append(hs.in, l.scratch[:n]...)
+			hs.scanned = n
+			return
+		}
+		hs.in = append(hs.in, l.scratch[:n]...)
+		s.advance(now)
+	case err == nil: // EOF: the first message, if whole, is in hs.in already
+		s.peek(now, hs.in, false, true)
+	case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
+	default:
+		s.fail(err)
+	}
+}
+
+// peek classifies b, the client's bytes so far, and once it can, routes
+// the session: b goes to s.up to be forwarded (from the scratch buffer, or
+// from hs.in), and the route's group is dialled. It reports whether the
+// session moved on (routed or closed); false: more bytes are needed.
+// timedOut: the handshake deadline passed; eof: the client half-closed.
+func (s *session) peek(now time.Time, b []byte, timedOut, eof bool) bool {
+	full := len(b) >= s.edgeBound() || eof // more cannot come
 	in := route.Input{Protocol: route.Other}
 	switch {
 	case len(b) == 0:
+		if eof {
+			s.close(ReasonHandshakeError, false) // closed without a byte: nothing to route
+			return true
+		}
 		if !timedOut {
-			return
+			return false
 		}
 	case b[0] == 0x16 || b[0]&0x80 != 0:
 		h, err := tlshello.Parse(b)
@@ -186,12 +225,13 @@ func (s *session) peek(now time.Time, timedOut bool) {
 		case errors.Is(err, tlshello.ErrNeedMore):
 			if full || timedOut {
 				s.close(incomplete(timedOut), false)
+				return true
 			}
-			return
+			return false
 		case errors.Is(err, tlshello.ErrNotTLS):
 		case err != nil:
 			s.close(ReasonHandshakeError, false) // SSLv2 or malformed: nothing a TLS server would take
-			return
+			return true
 		default:
 			in = route.Input{Protocol: route.TLS, SNI: h.ServerName, ALPN: h.ALPN}
 		}
@@ -202,12 +242,13 @@ func (s *session) peek(now time.Time, timedOut bool) {
 			case errors.Is(err, httphost.ErrNeedMore):
 				if full || timedOut {
 					s.close(incomplete(timedOut), false)
+					return true
 				}
-				return
+				return false
 			case errors.Is(err, httphost.ErrNotHTTP):
 			case err != nil:
 				s.close(ReasonHandshakeError, false)
-				return
+				return true
 			default:
 				in = route.Input{Protocol: route.HTTP, Host: host}
 			}
@@ -224,8 +265,15 @@ func (s *session) peek(now time.Time, timedOut bool) {
 		}
 	}
 	s.peeked = &peekInfo{route: name, sni: in.SNI}
-	s.handOver() // hs.off is 0: all of it
+	if len(s.hs.in) > 0 {
+		s.handOver() // hs.off is 0 while peeking: all of it
+	} else if len(b) > 0 {
+		s.hold(&s.up)
+		s.up.end = int32(copy(*s.up.buf, b))
+	}
+	s.up.eof = eof
 	s.dial(now, ups)
+	return true
 }
 
 // incomplete is the close reason of a first message that did not complete:

@@ -23,6 +23,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -118,7 +119,8 @@ func (c *slowConn) Write(b []byte) (int, error) {
 // the name says, h2 is routed by ALPN, an unknown name goes to the
 // default group. A ClientHello sent one byte at a time over 2 s and one of
 // more than 16 KiB route as well; one that never completes is closed at
-// the handshake timeout. Counted by route, and named in the access line.
+// the handshake timeout. Counted by route, and named in the access line;
+// a SIGHUP changes a route in place.
 func TestRoutesTLSAndHost(t *testing.T) {
 	if _, err := exec.LookPath("curl"); err != nil {
 		t.Skip("curl not installed")
@@ -128,7 +130,7 @@ func TestRoutesTLSAndHost(t *testing.T) {
 	h2 := nameServer(t, ca, "H2", true, "b.example")
 	d := nameServer(t, ca, "D", false, "unknown.example")
 	web := nameServer(t, nil, "WEB", false)
-	c := startRelayd(t, fmt.Sprintf(`listeners:
+	cfg := fmt.Sprintf(`listeners:
   - name: tls
     listen: 127.0.0.1:0
     upstreams: [%s]
@@ -145,7 +147,8 @@ func TestRoutesTLSAndHost(t *testing.T) {
         upstreams: [%s]
 admin:
   listen: 127.0.0.1:0
-`, d, a, h2, web), "")
+`, d, a, h2, web)
+	c := startRelayd(t, cfg, "")
 	adm := adminAddr(t, c)
 	_, port, _ := net.SplitHostPort(c.addr)
 	curl := func(args ...string) string {
@@ -250,6 +253,17 @@ admin:
 			scrape(t, adm, `relayd_route_sessions_total{listener="tls",route="web"}`) == 1 &&
 			scrape(t, adm, `relayd_route_unmatched_total{listener="tls"}`) == 1 &&
 			scrape(t, adm, `relayd_listener_sessions_closed_total{listener="tls",reason="handshake_timeout"}`) == 1
+	})
+	// SIGHUP with the web route's Host changed: taken at once, no restart.
+	if err := os.WriteFile(c.cfgFile, []byte(strings.Replace(cfg, `host: ["www.example"]`, `host: ["www2.example"]`, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the reloaded route", func() bool {
+		out, err := exec.Command("curl", "-sS", "--max-time", "5", "--resolve", "www2.example:"+port+":127.0.0.1", "http://www2.example:"+port+"/").CombinedOutput()
+		return err == nil && string(out) == "WEB HTTP/1.1 "+empty
 	})
 	bigUp := regexp.MustCompile(`"bytes_up":(\d+),[^\n]*"sni":"big\.a\.example"`)
 	waitFor(t, 10*time.Second, "access lines with route and SNI", func() bool {

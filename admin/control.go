@@ -273,12 +273,8 @@ func (s *Server) controlRoutes(mux *http.ServeMux) {
 	}
 	if c.CloseSessions != nil {
 		mux.HandleFunc("POST /sessions/close", func(w http.ResponseWriter, r *http.Request) {
-			who, ok := s.authorize(w, r)
+			who, ok := s.change(w, r)
 			if !ok {
-				return
-			}
-			if err := r.ParseForm(); err != nil {
-				jsonError(w, http.StatusBadRequest, err)
 				return
 			}
 			q, err := ParseSessionQuery(r.PostForm)
@@ -308,12 +304,8 @@ func (s *Server) controlRoutes(mux *http.ServeMux) {
 	}
 	if c.SetUpstream != nil {
 		mux.HandleFunc("POST /upstreams/state", func(w http.ResponseWriter, r *http.Request) {
-			who, ok := s.authorize(w, r)
+			who, ok := s.change(w, r)
 			if !ok {
-				return
-			}
-			if err := r.ParseForm(); err != nil {
-				jsonError(w, http.StatusBadRequest, err)
 				return
 			}
 			listener, up, state := r.Form.Get("listener"), r.Form.Get("upstream"), r.Form.Get("state")
@@ -338,6 +330,19 @@ func (s *Server) controlRoutes(mux *http.ServeMux) {
 			}
 		})
 	}
+}
+
+// change admits a state-changing request (authorize) and parses its form;
+// it has answered the request when it reports false.
+func (s *Server) change(w http.ResponseWriter, r *http.Request) (who string, ok bool) {
+	if who, ok = s.authorize(w, r); !ok {
+		return "", false
+	}
+	if err := r.ParseForm(); err != nil {
+		jsonError(w, http.StatusBadRequest, err)
+		return "", false
+	}
+	return who, true
 }
 
 // authorize admits a state change: over the control socket (its file mode

@@ -80,20 +80,7 @@ func validateRoutes(v *validator, p string, l *Listener) {
 		if len(r.Upstreams) == 0 {
 			v.add(rp+"upstreams", r.Upstreams, "at least one upstream is required")
 		}
-		for k, u := range r.Upstreams {
-			if err := checkUpstream(u); err != nil {
-				v.add(rp+"upstreams["+strconv.Itoa(k)+"]", u, "%v", err)
-			}
-		}
-		v.oneOf(rp+"balance", r.Balance, BalanceRoundRobin, BalanceLeastConn)
-		if len(r.Weights) > 0 && len(r.Weights) != len(r.Upstreams) {
-			v.add(rp+"weights", r.Weights, "needs one weight per upstream (%d), or none", len(r.Upstreams))
-		}
-		for k, w := range r.Weights {
-			v.intRange(rp+"weights["+strconv.Itoa(k)+"]", w, 1, 256)
-		}
-		validateCheck(v, rp+"check.", r.Check)
-		v.intRange(rp+"retries", r.Retries, 0, maxRetries)
+		validateGroup(v, rp, r.Upstreams, r.Balance, r.Weights, r.Check, r.Retries)
 	}
 	if _, err := route.Compile(rules); err != nil {
 		v.add(p+"routes", nil, "%v", err)

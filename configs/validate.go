@@ -245,24 +245,30 @@ func (c *Config) validateListeners(v *validator) {
 		}
 		validateEdge(v, p, &l)
 		validateRoutes(v, p, &l)
-		for j, u := range l.Upstreams {
-			if err := checkUpstream(u); err != nil {
-				v.add(p+"upstreams["+strconv.Itoa(j)+"]", u, "%v", err)
-			}
-		}
-		v.oneOf(p+"balance", l.Balance, BalanceRoundRobin, BalanceLeastConn)
-		if len(l.Weights) > 0 && len(l.Weights) != len(l.Upstreams) {
-			v.add(p+"weights", l.Weights, "needs one weight per upstream (%d), or none", len(l.Upstreams))
-		}
-		for j, w := range l.Weights {
-			v.intRange(p+"weights["+strconv.Itoa(j)+"]", w, 1, 256)
-		}
-		validateCheck(v, p+"check.", l.Check)
-		v.intRange(p+"retries", l.Retries, 0, maxRetries)
+		validateGroup(v, p, l.Upstreams, l.Balance, l.Weights, l.Check, l.Retries)
 		if l.MaxSessions < 0 {
 			v.add(p+"max_sessions", l.MaxSessions, "must be 0 (no per-listener cap) or more")
 		}
 	}
+}
+
+// validateGroup checks an upstream group's keys under p: a listener's own
+// upstreams, or one of its routes'.
+func validateGroup(v *validator, p string, ups []string, balance string, weights []int, check Check, retries int) {
+	for j, u := range ups {
+		if err := checkUpstream(u); err != nil {
+			v.add(p+"upstreams["+strconv.Itoa(j)+"]", u, "%v", err)
+		}
+	}
+	v.oneOf(p+"balance", balance, BalanceRoundRobin, BalanceLeastConn)
+	if len(weights) > 0 && len(weights) != len(ups) {
+		v.add(p+"weights", weights, "needs one weight per upstream (%d), or none", len(ups))
+	}
+	for j, w := range weights {
+		v.intRange(p+"weights["+strconv.Itoa(j)+"]", w, 1, 256)
+	}
+	validateCheck(v, p+"check.", check)
+	v.intRange(p+"retries", retries, 0, maxRetries)
 }
 
 // splitHostPort is net.SplitHostPort plus a numeric port check: service

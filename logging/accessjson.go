@@ -41,31 +41,23 @@ func appendAccessJSON(b []byte, e *AccessEntry) []byte {
 	b = append(b, `,"`+FieldRetries+`":`...)
 	b = strconv.AppendInt(b, int64(e.Retries), 10)
 	if e.Event == AccessEnd {
-		b = append(b, `,"`+FieldReason+`":"`...)
-		b = appendJSONString(b, e.Reason)
-		b = append(b, '"')
+		b = appendStringField(b, `,"`+FieldReason+`":"`, e.Reason)
 	}
-	if e.Target != "" {
-		b = append(b, `,"`+FieldTarget+`":"`...)
-		b = appendJSONString(b, e.Target)
-		b = append(b, '"')
-	}
-	if e.User != "" {
-		b = append(b, `,"`+FieldUser+`":"`...)
-		b = appendJSONString(b, e.User)
-		b = append(b, '"')
-	}
-	if e.Route != "" {
-		b = append(b, `,"`+FieldRoute+`":"`...)
-		b = appendJSONString(b, e.Route)
-		b = append(b, '"')
-	}
-	if e.SNI != "" {
-		b = append(b, `,"`+FieldSNI+`":"`...)
-		b = appendJSONString(b, e.SNI)
-		b = append(b, '"')
+	for _, f := range [...]struct{ key, v string }{
+		{`,"` + FieldTarget + `":"`, e.Target}, {`,"` + FieldUser + `":"`, e.User},
+		{`,"` + FieldRoute + `":"`, e.Route}, {`,"` + FieldSNI + `":"`, e.SNI},
+	} {
+		if f.v != "" { // the optional fields: left out when empty
+			b = appendStringField(b, f.key, f.v)
+		}
 	}
 	return append(b, "}\n"...)
+}
+
+// appendStringField appends key (`,"name":"`), v escaped and the closing
+// quote.
+func appendStringField(b []byte, key, v string) []byte {
+	return append(appendJSONString(append(b, key...), v), '"')
 }
 
 // appendAddrPort appends ip:port (nothing for the zero value); the output

@@ -13,7 +13,7 @@ import (
 // records, while every shorter prefix of those is ErrNeedMore or already
 // refused (the caller can never route on a partial hello).
 func FuzzParse(f *testing.F) {
-	for _, s := range []string{"curl-7.88.bin", "curl-7.88-h2.bin", "openssl-3.0.bin"} {
+	for _, s := range []string{"curl-7.88.bin", "curl-7.88-h2.bin", "openssl-3.0.bin", "chromium-148.bin"} {
 		b := readSeed(f, s)
 		f.Add(b)
 		f.Add(refragment(b, 7))

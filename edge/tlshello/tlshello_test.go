@@ -54,8 +54,10 @@ func bigALPN() []string {
 	return append(p, "h2")
 }
 
-// Real hellos: curl's and openssl s_client's (captured from curl 7.88 and
-// OpenSSL 3.0 on Debian 12, in testdata) and
+// Real hellos: curl's, openssl s_client's and a browser's (captured from
+// curl 7.88, OpenSSL 3.0 and headless Chromium 148 on Debian 12, in
+// testdata: Chromium's has GREASE extensions, versions and groups, an ML-KEM
+// key share and ECH GREASE) and
 // Go's, small and over 16 KiB (two records); every prefix of each is
 // ErrNeedMore, the whole is the names and protocols sent.
 func TestRealHellos(t *testing.T) {
@@ -70,6 +72,7 @@ func TestRealHellos(t *testing.T) {
 		{"curl", readSeed(t, "curl-7.88.bin"), "a.example", []string{"h2", "http/1.1"}, 0x0304, 500},
 		{"curl-h2", readSeed(t, "curl-7.88-h2.bin"), "www.b.example", []string{"h2", "http/1.1"}, 0x0304, 500},
 		{"openssl", readSeed(t, "openssl-3.0.bin"), "b.example", []string{"h2", "http/1.1"}, 0x0304, 300},
+		{"chromium", readSeed(t, "chromium-148.bin"), "c.example", []string{"h2", "http/1.1"}, 0x0304, 1700},
 		{"go", goHello(t, &tls.Config{ServerName: "Mixed.Case.Example", NextProtos: []string{"h2", "http/1.1"}}),
 			"mixed.case.example", []string{"h2", "http/1.1"}, 0x0304, 200},
 		{"go-tls12", goHello(t, &tls.Config{ServerName: "a.example", MaxVersion: tls.VersionTLS12}), "a.example", nil, 0x0303, 100},

@@ -37,7 +37,7 @@ type SessionInfo struct {
 	Client    netip.AddrPort
 	Upstream  netip.AddrPort // zero until connected
 	Loop      int
-	State     string // connecting, relaying, proxy_header, handshake, resolving, linger
+	State     string // connecting, relaying, proxy_header, handshake, peek (routes), resolving, linger
 	Began     time.Time
 	Idle      time.Duration // since bytes last moved
 	BytesUp   uint64        // client -> upstream so far

@@ -26,9 +26,15 @@ var metricRef = regexp.MustCompile(`\b(?:relayd|process|go)_[a-z0-9_]+\b`)
 func exportedNames(t *testing.T) map[string]bool {
 	t.Helper()
 	up := echoServer(t)
-	c := startRelayd(t, workersYAML(2, up.Addr().String(), ""), "")
+	// With a route, so that the route families exist: one session matches
+	// it (by Host), one does not.
+	yaml := strings.Replace(workersYAML(2, up.Addr().String(), ""), "    upstreams: ["+up.Addr().String()+"]\n",
+		"    upstreams: ["+up.Addr().String()+"]\n    routes:\n      - name: web\n        host: [x.example]\n        upstreams: ["+up.Addr().String()+"]\n", 1)
+	c := startRelayd(t, yaml, "")
 	adm := adminAddr(t, c)
 	s := heldSession(t, c.addr, "metrics")
+	s.Close()
+	s = heldSession(t, c.addr, "GET / HTTP/1.1\r\nHost: x.example\r\n\r\n")
 	s.Close()
 	waitFor(t, 10*time.Second, "the session counted", func() bool { return scrape(t, adm, "relayd_sessions_closed_total") >= 1 })
 	// The master reads its workers' counters every 10 s; the upstream

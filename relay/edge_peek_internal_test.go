@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/relayd/relayd/connector"
+	"github.com/relayd/relayd/edge/policy"
 	"github.com/relayd/relayd/edge/proxyproto"
 	"github.com/relayd/relayd/edge/route"
 	"github.com/relayd/relayd/internal/testnet"
@@ -226,4 +227,51 @@ func TestPeekBehindProxyAndReload(t *testing.T) {
 	if g := groups(); !slices.Equal(g, []string{"t"}) {
 		t.Fatalf("groups after the routes went %q", g)
 	}
+}
+
+// The source ACL and the per-source limit apply before any byte is
+// peeked: a denied source and a source over its limit are refused at
+// once, counted, while the admitted session is routed.
+func TestPeekAfterAdmission(t *testing.T) {
+	hello := clientHello(t, "a.example")
+	a := newRecorder(t, len(hello))
+	acl, err := policy.NewSourceACL(nil, []string{"127.0.0.3/32"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lim, err := policy.NewSourceLimiter(policy.LimiterConfig{MaxConcurrent: 1}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := startInjected(t, []netip.AddrPort{a.addr}, func(_ *Config, lc *ListenerConfig) {
+		lc.ACL, lc.Limiter = acl, lim
+		lc.Routes = []Route{{Rule: route.Rule{Name: "a", SNI: []string{"a.example"}}, Upstreams: []netip.AddrPort{a.addr}}}
+	})
+	from := func(src string) net.Conn {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
+		c, err := d.Dial("tcp", in.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	first := from("127.0.0.2")
+	if _, err := first.Write(hello); err != nil {
+		t.Fatal(err)
+	}
+	if b := a.wait(t, "the admitted session"); !bytes.Equal(b, hello) {
+		t.Fatal("other bytes than the hello")
+	}
+	for _, src := range []string{"127.0.0.2", "127.0.0.3"} { // over the per-source limit of 1; denied by the ACL
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
+		if c, err := d.Dial("tcp", in.addr); err == nil { // else reset already, as refused clients are
+			closedNow(t, c)
+			c.Close()
+		}
+	}
+	waitCond(t, "the refusals", func() bool {
+		st := in.srv.Stats()
+		return st.Closed["rejected_source_limit"] == 1 && st.Closed["rejected_acl"] == 1 && in.srv.EdgeStats()["t"].Routed["a"] == 1
+	})
 }

@@ -181,6 +181,9 @@ func (s *session) startPeek(now time.Time) {
 func (s *session) peekRead(now time.Time) {
 	l, hs := s.loop, s.hs
 	room := s.edgeBound() - len(hs.in)
+	if room <= 0 {
+		return // full: peek has closed it already (a zero-length read would look like EOF)
+	}
 	n, err := unix.Read(s.c.fd, l.scratch[:min(room, len(l.scratch))])
 	switch {
 	case n > 0:

@@ -53,9 +53,13 @@ func (ln *listener) config() *ListenerConfig { return ln.lc.Load() }
 // Server is the relay stage: a fixed set of event loops that accept clients,
 // obtain upstreams from the Dialer, and relay bytes both ways.
 type Server struct {
-	cfg     Config
-	loops   []*loop
-	bufPool sync.Pool
+	cfg       Config
+	loops     []*loop
+	bufPool   sync.Pool
+	bufGets   atomic.Uint64 // buffers taken from bufPool (trim.go)
+	trims     atomic.Uint64 // trims run (trim.go)
+	stopTrim  chan struct{}
+	trimQuiet time.Duration // trimQuiet; tests shorten it
 
 	mu        sync.Mutex // guards listeners, retired, started, closed
 	listeners []*listener
@@ -85,6 +89,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: c, dead: make(chan error, 1)}
 	s.maxSessions.Store(int64(c.MaxSessions))
 	s.idle.Store(int64(c.IdleTimeout))
+	s.trimQuiet = trimQuiet
 	s.fin.Store(int64(c.FinTimeout))
 	s.accessEvery.Store(int64(max(c.AccessInterval, 0)))
 	s.accessStart.Store(c.AccessOnConnect)
@@ -111,7 +116,7 @@ func (s *Server) runStopped() {
 	}
 }
 
-func (s *Server) getBuf() *[]byte  { return s.bufPool.Get().(*[]byte) }
+func (s *Server) getBuf() *[]byte  { s.bufGets.Add(1); return s.bufPool.Get().(*[]byte) }
 func (s *Server) putBuf(b *[]byte) { s.bufPool.Put(b) }
 
 // AddListener binds lc's address: one SO_REUSEPORT socket per loop, or one
@@ -266,6 +271,9 @@ func (s *Server) Start() error {
 		}
 	}
 	s.started = true
+	s.stopTrim = make(chan struct{})
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.trimmer(s.stopTrim, s.trimQuiet) }()
 	for _, l := range s.loops {
 		s.wg.Add(1)
 		go func() {
@@ -588,6 +596,7 @@ func (s *Server) Close() error {
 		for _, l := range s.loops {
 			l.ev.Stop()
 		}
+		close(s.stopTrim)
 		s.wg.Wait()
 	})
 	return nil

@@ -1,0 +1,59 @@
+//go:build linux
+
+package relay
+
+import (
+	"runtime"
+	"runtime/debug"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Trimming after a burst. Relay buffers come from a sync.Pool: a burst of
+// connects, each holding its client's early bytes in a 32 KiB buffer while
+// it waits for its upstream, leaves as many buffers in the pool as were in
+// use at its peak — hundreds per process, megabytes — and a process that
+// then only holds idle sessions allocates nothing, so no GC cycle comes to
+// drop them (sync.Pool gives its buffers up over two cycles) and the heap
+// that held them is never returned to the kernel. On a multi-process relayd
+// holding 100,000 idle sessions that was a few hundred bytes per session.
+//
+// So a trimmer looks every trimQuiet: when at least trimMinGets buffers
+// were taken since the last trim and none in the last trimQuiet (the burst
+// is over), it runs two collections (the pool's two generations) and
+// returns the freed memory to the kernel (debug.FreeOSMemory). Steady
+// traffic never looks quiet, so it never pays; an idle process pays once
+// per burst, a few milliseconds off the loops' goroutines.
+const (
+	trimQuiet   = 5 * time.Second
+	trimMinGets = 64
+)
+
+// trimmer runs until stop is closed, looking every quiet.
+func (s *Server) trimmer(stop <-chan struct{}, quiet time.Duration) {
+	tk := time.NewTicker(quiet)
+	defer tk.Stop()
+	var seen, trimmed uint64 // bufGets at the last look and at the last trim
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tk.C:
+		}
+		n := s.bufGets.Load()
+		if n == seen && n-trimmed >= trimMinGets {
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			runtime.GC()
+			debug.FreeOSMemory() // the second collection, and the pages back to the kernel
+			runtime.ReadMemStats(&after)
+			trimmed = n
+			s.trims.Add(1)
+			s.cfg.Zap.Debug("memory trimmed after a burst", zap.Uint64("buffers_taken", n),
+				zap.Uint64("heap_before", before.HeapAlloc), zap.Uint64("heap_after", after.HeapAlloc),
+				zap.Uint64("released", after.HeapReleased-min(before.HeapReleased, after.HeapReleased)))
+		}
+		seen = n
+	}
+}

@@ -246,6 +246,10 @@ type Relay struct {
 	// SplicePipeSize is each pipe's capacity: a spliced direction's bound.
 	// Default 262144 (256 KiB).
 	SplicePipeSize int `mapstructure:"splice_pipe_size"`
+	// TrimAfter: once the relay buffers have gone this long untouched after
+	// a burst (64 or more taken), the process collects and returns the
+	// freed memory to the kernel; 0 turns it off. Default 5s.
+	TrimAfter time.Duration `mapstructure:"trim_after"`
 }
 
 // Relay.Splice values.
@@ -438,6 +442,7 @@ func Default() Config {
 			Splice:         SpliceAuto,
 			SplicePipes:    16,
 			SplicePipeSize: 256 << 10,
+			TrimAfter:      5 * time.Second,
 		},
 		Processes: 1,
 		Accept:    Accept{Mode: AcceptBalanced, Backlog: 4096},

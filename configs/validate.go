@@ -151,6 +151,9 @@ func (c *Config) validate() []*FieldError {
 	v.oneOf("relay.splice", c.Relay.Splice, SpliceAuto, SpliceOff)
 	v.intRange("relay.splice_pipes", c.Relay.SplicePipes, 1, 4096)
 	v.intRange("relay.splice_pipe_size", c.Relay.SplicePipeSize, 4096, maxBufferSize)
+	if c.Relay.TrimAfter != 0 {
+		v.durRange("relay.trim_after", c.Relay.TrimAfter, 100*time.Millisecond, time.Hour)
+	}
 
 	v.oneOf("accept.mode", c.Accept.Mode, AcceptReusePort, AcceptSingle, AcceptBalanced)
 	v.intRange("accept.backlog", c.Accept.Backlog, 1, maxBacklog)

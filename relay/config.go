@@ -57,6 +57,10 @@ type Config struct {
 	Splice         string
 	SplicePipes    int // pipes per loop (2 fds each); 0 = DefaultSplicePipes
 	SplicePipeSize int // bytes per pipe, a spliced direction's bound; 0 = DefaultSplicePipeSize
+	// TrimAfter is the quiet after a burst of buffer use when the process
+	// collects and returns freed memory (trim.go); 0 = DefaultTrimAfter,
+	// < 0 = never.
+	TrimAfter time.Duration
 	// Clock is the loops' clock; nil = time.Now. Tests inject one to decide
 	// when idle, fin and handshake deadlines are due (evloop.NewWithClock).
 	Clock func() time.Time
@@ -184,6 +188,9 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if cfg.SplicePipeSize == 0 {
 		cfg.SplicePipeSize = DefaultSplicePipeSize
+	}
+	if cfg.TrimAfter == 0 {
+		cfg.TrimAfter = DefaultTrimAfter
 	}
 	if cfg.Loops == 0 {
 		cfg.Loops = max(1, runtime.GOMAXPROCS(0))

@@ -59,7 +59,7 @@ type Server struct {
 	bufGets   atomic.Uint64 // buffers taken from bufPool (trim.go)
 	trims     atomic.Uint64 // trims run (trim.go)
 	stopTrim  chan struct{}
-	trimQuiet time.Duration // trimQuiet; tests shorten it
+	trimQuiet time.Duration // Config.TrimAfter; ≤ 0: no trimmer
 
 	mu        sync.Mutex // guards listeners, retired, started, closed
 	listeners []*listener
@@ -89,7 +89,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: c, dead: make(chan error, 1)}
 	s.maxSessions.Store(int64(c.MaxSessions))
 	s.idle.Store(int64(c.IdleTimeout))
-	s.trimQuiet = trimQuiet
+	s.trimQuiet = c.TrimAfter
 	s.fin.Store(int64(c.FinTimeout))
 	s.accessEvery.Store(int64(max(c.AccessInterval, 0)))
 	s.accessStart.Store(c.AccessOnConnect)
@@ -272,8 +272,10 @@ func (s *Server) Start() error {
 	}
 	s.started = true
 	s.stopTrim = make(chan struct{})
-	s.wg.Add(1)
-	go func() { defer s.wg.Done(); s.trimmer(s.stopTrim, s.trimQuiet) }()
+	if s.trimQuiet > 0 {
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); s.trimmer(s.stopTrim, s.trimQuiet) }()
+	}
 	for _, l := range s.loops {
 		s.wg.Add(1)
 		go func() {

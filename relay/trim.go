@@ -19,15 +19,15 @@ import (
 // that held them is never returned to the kernel. On a multi-process relayd
 // holding 100,000 idle sessions that was a few hundred bytes per session.
 //
-// So a trimmer looks every trimQuiet: when at least trimMinGets buffers
-// were taken since the last trim and none in the last trimQuiet (the burst
+// So a trimmer looks every Config.TrimAfter: when at least trimMinGets
+// buffers were taken since the last trim and none in the last look (the burst
 // is over), it runs two collections (the pool's two generations) and
 // returns the freed memory to the kernel (debug.FreeOSMemory). Steady
 // traffic never looks quiet, so it never pays; an idle process pays once
 // per burst, a few milliseconds off the loops' goroutines.
 const (
-	trimQuiet   = 5 * time.Second
-	trimMinGets = 64
+	DefaultTrimAfter = 5 * time.Second // Config.TrimAfter
+	trimMinGets      = 64
 )
 
 // trimmer runs until stop is closed, looking every quiet.

@@ -51,6 +51,7 @@ func relayConfig(c *configs.Config) relay.Config {
 		Splice:          c.Relay.Splice,
 		SplicePipes:     max(c.SplicePipeCount(nofile()), 1), // 0 would mean the default: splicing off sets Splice
 		SplicePipeSize:  c.Relay.SplicePipeSize,
+		TrimAfter:       c.Relay.TrimAfter,
 		Reuseport:       c.Accept.Mode != configs.AcceptSingle,
 		Balanced:        c.Accept.Mode == configs.AcceptBalanced,
 		Backlog:         c.Accept.Backlog,

@@ -30,6 +30,7 @@ func (d *daemon) reload(next *configs.Config) (err error) {
 	same("relay.splice", old.Relay.Splice, next.Relay.Splice)
 	same("relay.splice_pipes", old.Relay.SplicePipes, next.Relay.SplicePipes)
 	same("relay.splice_pipe_size", old.Relay.SplicePipeSize, next.Relay.SplicePipeSize)
+	same("relay.trim_after", old.Relay.TrimAfter, next.Relay.TrimAfter)
 	same("accept", old.Accept, next.Accept)
 	same("connector.workers", old.Connector.Workers, next.Connector.Workers)
 	same("connector.max_inflight", old.Connector.MaxInflight, next.Connector.MaxInflight)
@@ -143,6 +144,7 @@ func keepRestartOnly(eff, running *configs.Config) {
 	eff.Relay.Loops = running.Relay.Loops
 	eff.Relay.BufferSize = running.Relay.BufferSize
 	eff.Relay.NoDelay = running.Relay.NoDelay
+	eff.Relay.TrimAfter = running.Relay.TrimAfter
 	eff.Accept = running.Accept
 	eff.Connector.Workers = running.Connector.Workers
 	eff.Connector.MaxInflight = running.Connector.MaxInflight

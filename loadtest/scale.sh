@@ -23,8 +23,9 @@
 # proxy's memory per session (PSS over all its processes: growth over the
 # idle baseline, and the total while held / sessions, read at the end of
 # the CPU window), CPU of all its processes over IDLE_CPU [15s] from the
-# moment every session is held, and after the release: sessions left and
-# descriptors back to baseline.
+# moment every session is held, and after the release: sessions left,
+# descriptors back to baseline, and PSS at the release and once settled
+# (the lowest over SETTLE [20] s).
 # Everything started here is stopped by PID on exit; loads are bounded by
 # `timeout`.
 set -euo pipefail
@@ -105,11 +106,20 @@ run() {
 	wait "$loadpid" || true
 	# Released: every proxy descriptor back (bounded wait).
 	for i in $(seq 300); do [ "$(fds "$procs")" -le "$before_fds" ] && break; sleep 0.1; done
-	local after_fds after_rss
+	local after_fds after_rss settled_rss r
 	after_fds=$(fds "$procs")
 	after_rss=$(mem_kib "$procs")
+	# And once the release has settled: the lowest PSS over SETTLE [20] s
+	# (relayd returns the ended sessions' memory 5 s after the last close,
+	# relay.trim_after).
+	settled_rss=$after_rss
+	for i in $(seq "${SETTLE:-20}"); do
+		sleep 1
+		r=$(mem_kib "$procs")
+		[ "$r" -lt "$settled_rss" ] && settled_rss=$r
+	done
 	jq -c --arg name "$name" --argjson n "$n" --argjson held "$held" --argjson open "$open_s" \
-		--argjson before_rss "$before_rss" --argjson held_rss "$held_rss" --argjson after_rss "$after_rss" \
+		--argjson before_rss "$before_rss" --argjson held_rss "$held_rss" --argjson after_rss "$after_rss" --argjson settled_rss "$settled_rss" \
 		--argjson before_fds "$before_fds" --argjson held_fds "$held_fds" --argjson after_fds "$after_fds" \
 		--argjson cpu "$(echo "scale=4; ($c1 - $c0) / $hz / $IDLE_CPU * 100" | bc)" \
 		--argjson nproc "$(echo "$procs" | tr , '\n' | wc -l)" \
@@ -117,7 +127,7 @@ run() {
 		  establish_s: .idle_open_s, rtt_p99_ms: (.rtt.p99_us / 1000), processes: $nproc,
 		  mem_growth_per_session_B: (if .sessions > 0 then (($held_rss - $before_rss) * 1024 / .sessions | floor) else null end),
 		  mem_total_per_session_B: (if .sessions > 0 then ($held_rss * 1024 / .sessions | floor) else null end),
-		  pss_before_MiB: ($before_rss / 1024 | floor), pss_held_MiB: ($held_rss / 1024 | floor), pss_after_MiB: ($after_rss / 1024 | floor),
+		  pss_before_MiB: ($before_rss / 1024 | floor), pss_held_MiB: ($held_rss / 1024 | floor), pss_after_MiB: ($after_rss / 1024 | floor), pss_settled_MiB: ($settled_rss / 1024 | floor),
 		  idle_cpu_pct: $cpu, fds_before: $before_fds, fds_held: $held_fds, fds_after: $after_fds}' "$tmp/$name.load"
 }
 

@@ -19,12 +19,16 @@ import (
 // that held them is never returned to the kernel. On a multi-process relayd
 // holding 100,000 idle sessions that was a few hundred bytes per session.
 //
+// The same holds after a burst of closes (a load balancer draining, a
+// mass disconnect): the ended sessions are garbage nobody collects.
+//
 // So a trimmer looks every Config.TrimAfter: when at least trimMinGets
-// buffers were taken since the last trim and none in the last look (the burst
-// is over), it runs two collections (the pool's two generations) and
-// returns the freed memory to the kernel (debug.FreeOSMemory). Steady
-// traffic never looks quiet, so it never pays; an idle process pays once
-// per burst, a few milliseconds off the loops' goroutines.
+// buffers were taken or sessions closed since the last trim and none in
+// the last look (the burst is over), it runs two collections (the pool's
+// two generations) and returns the freed memory to the kernel
+// (debug.FreeOSMemory). Steady traffic never looks quiet, so it never
+// pays; an idle process pays once per burst, a few milliseconds off the
+// loops' goroutines.
 const (
 	DefaultTrimAfter = 5 * time.Second // Config.TrimAfter
 	trimMinGets      = 64
@@ -41,7 +45,7 @@ func (s *Server) trimmer(stop <-chan struct{}, quiet time.Duration) {
 			return
 		case <-tk.C:
 		}
-		n := s.bufGets.Load()
+		n := s.bufGets.Load() + s.closedTotal()
 		if n == seen && n-trimmed >= trimMinGets {
 			var before, after runtime.MemStats
 			runtime.ReadMemStats(&before)
@@ -50,10 +54,21 @@ func (s *Server) trimmer(stop <-chan struct{}, quiet time.Duration) {
 			runtime.ReadMemStats(&after)
 			trimmed = n
 			s.trims.Add(1)
-			s.cfg.Zap.Debug("memory trimmed after a burst", zap.Uint64("buffers_taken", n),
+			s.cfg.Zap.Debug("memory trimmed after a burst", zap.Uint64("activity", n),
 				zap.Uint64("heap_before", before.HeapAlloc), zap.Uint64("heap_after", after.HeapAlloc),
 				zap.Uint64("released", after.HeapReleased-min(before.HeapReleased, after.HeapReleased)))
 		}
 		seen = n
 	}
+}
+
+// closedTotal is the number of sessions the loops have closed, all reasons.
+func (s *Server) closedTotal() uint64 {
+	var n uint64
+	for _, l := range s.loops {
+		for i := range l.st.closed {
+			n += l.st.closed[i].Load()
+		}
+	}
+	return n
 }

@@ -3,13 +3,14 @@
 package relay
 
 import (
+	"net"
 	"net/netip"
 	"testing"
 	"time"
 )
 
 // A burst of buffer use followed by quiet is trimmed once; quiet without a
-// burst is not.
+// burst is not; a burst of closed sessions is trimmed too.
 func TestTrimAfterBurst(t *testing.T) {
 	in := startInjected(t, []netip.AddrPort{echoUpstream(t)}, func(c *Config, _ *ListenerConfig) {})
 	s := in.srv
@@ -37,4 +38,12 @@ func TestTrimAfterBurst(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond) // the poll interval of a bounded observation
 	}
+	for range trimMinGets {
+		c, err := net.Dial("tcp", in.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	}
+	waitCond(t, "a trim after the closes", func() bool { return s.trims.Load() == base+2 })
 }

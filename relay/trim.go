@@ -38,28 +38,43 @@ const (
 func (s *Server) trimmer(stop <-chan struct{}, quiet time.Duration) {
 	tk := time.NewTicker(quiet)
 	defer tk.Stop()
-	var seen, trimmed uint64 // bufGets at the last look and at the last trim
+	var st trimState
 	for {
 		select {
 		case <-stop:
 			return
 		case <-tk.C:
 		}
-		n := s.bufGets.Load() + s.closedTotal()
-		if n == seen && n-trimmed >= trimMinGets {
-			var before, after runtime.MemStats
-			runtime.ReadMemStats(&before)
-			runtime.GC()
-			debug.FreeOSMemory() // the second collection, and the pages back to the kernel
-			runtime.ReadMemStats(&after)
-			trimmed = n
-			s.trims.Add(1)
-			s.cfg.Zap.Debug("memory trimmed after a burst", zap.Uint64("activity", n),
-				zap.Uint64("heap_before", before.HeapAlloc), zap.Uint64("heap_after", after.HeapAlloc),
-				zap.Uint64("released", after.HeapReleased-min(before.HeapReleased, after.HeapReleased)))
-		}
-		seen = n
+		s.trimLook(&st)
 	}
+}
+
+// trimState is what the trimmer remembers between looks: the activity
+// count (buffers taken plus sessions closed) at the last look and at the
+// last trim.
+type trimState struct{ seen, trimmed uint64 }
+
+// trimLook is one look: it trims when the activity stood still since the
+// last look and at least trimMinGets happened since the last trim. It
+// reports whether it trimmed.
+func (s *Server) trimLook(st *trimState) bool {
+	n := s.bufGets.Load() + s.closedTotal()
+	quiet := n == st.seen
+	st.seen = n
+	if !quiet || n-st.trimmed < trimMinGets {
+		return false
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	runtime.GC()
+	debug.FreeOSMemory() // the second collection, and the pages back to the kernel
+	runtime.ReadMemStats(&after)
+	st.trimmed = n
+	s.trims.Add(1)
+	s.cfg.Zap.Debug("memory trimmed after a burst", zap.Uint64("activity", n),
+		zap.Uint64("heap_before", before.HeapAlloc), zap.Uint64("heap_after", after.HeapAlloc),
+		zap.Uint64("released", after.HeapReleased-min(before.HeapReleased, after.HeapReleased)))
+	return true
 }
 
 // closedTotal is the number of sessions the loops have closed, all reasons.

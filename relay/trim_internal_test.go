@@ -6,21 +6,18 @@ import (
 	"net"
 	"net/netip"
 	"testing"
-	"time"
 )
 
-// A burst of buffer use followed by quiet is trimmed once; quiet without a
-// burst is not; a burst of closed sessions is trimmed too.
+// The trimmer's looks, taken by hand (no clock involved): a burst of
+// buffer use is trimmed at the first look that finds it over, once; looks
+// without new activity do not trim; a burst of closed sessions is trimmed
+// too; activity below trimMinGets is not.
 func TestTrimAfterBurst(t *testing.T) {
-	in := startInjected(t, []netip.AddrPort{echoUpstream(t)}, func(c *Config, _ *ListenerConfig) {})
+	in := startInjected(t, []netip.AddrPort{echoUpstream(t)}, nil)
 	s := in.srv
-	// startInjected has started the trimmer with the 5 s default: run a
-	// second one, fast, on the same counters.
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() { defer close(done); s.trimmer(stop, 20*time.Millisecond) }()
-	t.Cleanup(func() { close(stop); <-done })
-	base := s.trims.Load()
+	var st trimState
+	s.trimLook(&st) // the activity so far (the fixture's) as the starting point
+	st.trimmed = st.seen
 	var bufs []*[]byte
 	for range trimMinGets {
 		bufs = append(bufs, s.getBuf())
@@ -28,16 +25,18 @@ func TestTrimAfterBurst(t *testing.T) {
 	for _, b := range bufs {
 		s.putBuf(b)
 	}
-	waitCond(t, "a trim after the burst", func() bool { return s.trims.Load() == base+1 })
-	// No buffers taken since: several more looks, no second trim. The
-	// trimmer's own clock decides; this waits for it to have looked.
-	deadline := time.Now().Add(200 * time.Millisecond)
-	for time.Now().Before(deadline) {
-		if s.trims.Load() != base+1 {
-			t.Fatalf("%d trims without a new burst", s.trims.Load()-base)
-		}
-		time.Sleep(5 * time.Millisecond) // the poll interval of a bounded observation
+	if s.trimLook(&st) {
+		t.Fatal("trimmed during the burst (the first look after it sees activity)")
 	}
+	if !s.trimLook(&st) {
+		t.Fatal("not trimmed once the burst was over")
+	}
+	for i := range 3 {
+		if s.trimLook(&st) {
+			t.Fatalf("look %d without activity trimmed again", i)
+		}
+	}
+	closed := s.closedTotal()
 	for range trimMinGets {
 		c, err := net.Dial("tcp", in.addr)
 		if err != nil {
@@ -45,5 +44,14 @@ func TestTrimAfterBurst(t *testing.T) {
 		}
 		c.Close()
 	}
-	waitCond(t, "a trim after the closes", func() bool { return s.trims.Load() == base+2 })
+	waitCond(t, "the sessions closed", func() bool { return s.closedTotal() >= closed+trimMinGets && in.active() == 0 })
+	s.trimLook(&st) // sees the closes
+	if !s.trimLook(&st) {
+		t.Fatal("not trimmed after a burst of closes")
+	}
+	s.putBuf(s.getBuf())
+	s.trimLook(&st)
+	if s.trimLook(&st) {
+		t.Fatal("trimmed after one buffer")
+	}
 }

@@ -22,6 +22,23 @@ import (
 
 const testToken = "0123456789abcdef-token"
 
+// controlYAML is a relayd with one listener over upstreams a and b (one
+// loop, so sessions alternate between them), the admin endpoint and the
+// control socket sock.
+func controlYAML(procs int, listener, a, b, sock string) string {
+	return fmt.Sprintf(`processes: %d
+listeners:
+  - name: %s
+    listen: 127.0.0.1:0
+    upstreams: [%s, %s]
+relay:
+  loops: 1
+admin:
+  listen: 127.0.0.1:0
+  socket: %s
+`, procs, listener, a, b, sock)
+}
+
 // taggedSession opens a session through addr and returns the upstream's
 // tag and the open connection (proven by one echo).
 func taggedSession(t *testing.T, addr string) (byte, net.Conn) {
@@ -82,18 +99,7 @@ func controlDrainEnable(t *testing.T, procs int) {
 	a, b := tagEcho(t, 'A'), tagEcho(t, 'B')
 	aAddr, bAddr := a.Addr().String(), b.Addr().String()
 	sock := filepath.Join(t.TempDir(), "admin.sock")
-	c := startRelayd(t, fmt.Sprintf(`processes: %d
-listeners:
-  - name: e2e
-    listen: 127.0.0.1:0
-    upstreams: [%s, %s]
-relay:
-  loops: 1
-admin:
-  listen: 127.0.0.1:0
-  socket: %s
-  token: %s
-`, procs, aAddr, bAddr, sock, testToken), "")
+	c := startRelayd(t, controlYAML(procs, "e2e", aAddr, bAddr, sock)+"  token: "+testToken+"\n", "")
 	adm := adminAddr(t, c)
 	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o600 || fi.Mode()&os.ModeSocket == 0 {
 		t.Fatalf("control socket: %v %v", fi.Mode(), err)
@@ -254,17 +260,7 @@ func statusPage(t *testing.T, procs int) {
 	a, b := tagEcho(t, 'A'), tagEcho(t, 'B')
 	aAddr := a.Addr().String()
 	sock := filepath.Join(t.TempDir(), "admin.sock")
-	c := startRelayd(t, fmt.Sprintf(`processes: %d
-listeners:
-  - name: web
-    listen: 127.0.0.1:0
-    upstreams: [%s, %s]
-relay:
-  loops: 1
-admin:
-  listen: 127.0.0.1:0
-  socket: %s
-`, procs, aAddr, b.Addr().String(), sock), "")
+	c := startRelayd(t, controlYAML(procs, "web", aAddr, b.Addr().String(), sock), "")
 	adm := adminAddr(t, c)
 	_, held := taggedSession(t, c.addr)
 	defer held.Close()

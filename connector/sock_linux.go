@@ -9,15 +9,17 @@ import (
 	"strconv"
 
 	"github.com/relayd/relayd/internal/evloop"
+	"github.com/relayd/relayd/internal/nbsys"
 	"golang.org/x/sys/unix"
 )
 
-// sockaddrs are one worker's reusable socket addresses: unix.Connect fills
-// the raw form inside the struct, so reusing them keeps a connect free of
+// sockaddrs are one worker's reusable source addresses: unix.Bind fills the
+// raw form inside the struct, so reusing them keeps a bind free of
 // allocations (a fresh &unix.SockaddrInet4{} per call escapes to the heap).
+// The connect itself builds its address on the stack (nbsys.Connect).
 type sockaddrs struct {
-	v4, src4 unix.SockaddrInet4
-	v6, src6 unix.SockaddrInet6
+	src4 unix.SockaddrInet4
+	src6 unix.SockaddrInet6
 }
 
 // dial opens a non-blocking, close-on-exec TCP socket and starts connecting
@@ -29,27 +31,21 @@ type sockaddrs struct {
 // so closing it here cannot race with a pending event (see worker.closeLater).
 func (sa *sockaddrs) dial(ap netip.AddrPort, src netip.Addr) (fd int, inProgress bool, err error) {
 	a := ap.Addr()
-	var to unix.Sockaddr
-	family := unix.AF_INET
-	if a.Is4() || a.Is4In6() {
-		sa.v4.Port, sa.v4.Addr = int(ap.Port()), a.Unmap().As4()
-		to = &sa.v4
-	} else {
-		family = unix.AF_INET6
-		sa.v6.Port, sa.v6.Addr, sa.v6.ZoneId = int(ap.Port()), a.As16(), zoneID(a.Zone())
-		to = &sa.v6
+	family, zone := unix.AF_INET, uint32(0)
+	if !a.Is4() && !a.Is4In6() {
+		family, zone = unix.AF_INET6, zoneID(a.Zone())
 	}
-	fd, err = unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+	fd, err = nbsys.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
 	if err != nil {
 		return -1, false, os.NewSyscallError("socket", err)
 	}
 	if src.IsValid() {
 		if err := sa.bindSource(fd, family, src); err != nil {
-			_ = unix.Close(fd)
+			_ = nbsys.Close(fd)
 			return -1, false, err
 		}
 	}
-	switch err = unix.Connect(fd, to); err {
+	switch err = nbsys.Connect(fd, ap, zone); err {
 	case nil:
 		return fd, false, nil
 	case unix.EINPROGRESS, unix.EINTR:
@@ -57,7 +53,7 @@ func (sa *sockaddrs) dial(ap netip.AddrPort, src netip.Addr) (fd int, inProgress
 		// background exactly as with EINPROGRESS (connect(2)).
 		return fd, true, nil
 	}
-	_ = unix.Close(fd)
+	_ = nbsys.Close(fd)
 	return -1, false, os.NewSyscallError("connect", err)
 }
 
@@ -123,8 +119,8 @@ func connected(fd int) bool {
 	return err == nil
 }
 
-func setNoDelay(fd int) { _ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1) }
+func setNoDelay(fd int) { _ = nbsys.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1) }
 
-func closeFD(fd int) { _ = unix.Close(fd) }
+func closeFD(fd int) { _ = nbsys.Close(fd) }
 
 var errHangup = os.NewSyscallError("connect", unix.ECONNRESET)

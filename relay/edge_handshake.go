@@ -17,6 +17,7 @@ import (
 	"github.com/relayd/relayd/edge/proxyproto"
 	"github.com/relayd/relayd/edge/socks5"
 	"github.com/relayd/relayd/internal/evloop"
+	"github.com/relayd/relayd/internal/nbsys"
 )
 
 // The edge of a session: everything between accept and the connect request
@@ -134,7 +135,7 @@ func (s *session) edgeRead() {
 	if room <= 0 {
 		return // full: advance has refused it already
 	}
-	n, err := unix.Read(s.c.fd, l.scratch[:min(room, len(l.scratch))])
+	n, err := nbsys.Read(s.c.fd, l.scratch[:min(room, len(l.scratch))])
 	switch {
 	case n > 0:
 		hs.in = append(hs.in, l.scratch[:n]...)
@@ -334,7 +335,7 @@ func (s *session) authFailed(now time.Time) {
 func (s *session) reply(b []byte) bool {
 	d := &s.down
 	if d.pending() == 0 {
-		n, err := unix.Write(s.c.fd, b)
+		n, err := nbsys.Write(s.c.fd, b)
 		if err != nil && !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EINTR) {
 			s.fail(err)
 			return false
@@ -362,7 +363,7 @@ func (s *session) reply(b []byte) bool {
 func (s *session) flushReply() bool {
 	d := &s.down
 	if d.pending() > 0 {
-		n, err := unix.Write(s.c.fd, (*d.buf)[d.off:d.end])
+		n, err := nbsys.Write(s.c.fd, (*d.buf)[d.off:d.end])
 		if err != nil {
 			if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
 				return true
@@ -379,7 +380,7 @@ func (s *session) flushReply() bool {
 	}
 	if s.state == stLinger && !d.shut {
 		d.shut = true
-		_ = unix.Shutdown(s.c.fd, unix.SHUT_WR)
+		_ = nbsys.Shutdown(s.c.fd, unix.SHUT_WR)
 	}
 	return true
 }
@@ -420,7 +421,7 @@ func (s *session) linger(reason Reason) {
 func (s *session) drain() {
 	l := s.loop
 	for range 4 {
-		n, err := unix.Read(s.c.fd, l.scratch)
+		n, err := nbsys.Read(s.c.fd, l.scratch)
 		switch {
 		case n > 0:
 			if n < len(l.scratch) {

@@ -13,6 +13,7 @@ import (
 	"github.com/relayd/relayd/edge/httphost"
 	"github.com/relayd/relayd/edge/route"
 	"github.com/relayd/relayd/edge/tlshello"
+	"github.com/relayd/relayd/internal/nbsys"
 	"golang.org/x/sys/unix"
 )
 
@@ -184,7 +185,7 @@ func (s *session) peekRead(now time.Time) {
 	if room <= 0 {
 		return // full: peek has closed it already (a zero-length read would look like EOF)
 	}
-	n, err := unix.Read(s.c.fd, l.scratch[:min(room, len(l.scratch))])
+	n, err := nbsys.Read(s.c.fd, l.scratch[:min(room, len(l.scratch))])
 	switch {
 	case n > 0:
 		if len(hs.in) == 0 {

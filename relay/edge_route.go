@@ -12,6 +12,7 @@ import (
 	"github.com/relayd/relayd/edge/proxyproto"
 	"github.com/relayd/relayd/edge/resolve"
 	"github.com/relayd/relayd/edge/socks5"
+	"github.com/relayd/relayd/internal/nbsys"
 	"golang.org/x/sys/unix"
 )
 
@@ -160,7 +161,7 @@ func (s *session) edgeConnected(r *connector.Request) bool {
 		}
 		// A fresh connection's send buffer is empty: a header of at most
 		// 107 bytes is taken whole, or the socket is broken.
-		if n, err := unix.Write(s.u.fd, hdr); err != nil || n != len(hdr) {
+		if n, err := nbsys.Write(s.u.fd, hdr); err != nil || n != len(hdr) {
 			if err == nil {
 				err = unix.EAGAIN
 			}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/relayd/relayd/connector"
 	"github.com/relayd/relayd/internal/evloop"
+	"github.com/relayd/relayd/internal/nbsys"
 	"github.com/relayd/relayd/logging"
 	"github.com/relayd/relayd/timeout"
 )
@@ -326,11 +327,11 @@ func (s *session) read(side uint8, d *dir) bool {
 	// A few rounds per event while the source keeps filling the buffer and
 	// the destination keeps up.
 	for range 4 {
-		n, err := unix.Read(srcFD, l.scratch)
+		n, err := nbsys.Read(srcFD, l.scratch)
 		if n <= 0 {
 			return s.afterRead(d, n, err, side)
 		}
-		w, werr := unix.Write(dstFD, l.scratch[:n])
+		w, werr := nbsys.Write(dstFD, l.scratch[:n])
 		if werr != nil {
 			if !errors.Is(werr, unix.EAGAIN) && !errors.Is(werr, unix.EINTR) {
 				return s.broken(d)
@@ -373,7 +374,7 @@ func (s *session) readEarly(d *dir, fd int) bool {
 	if room == 0 {
 		return true // full: a zero-length read would look like EOF
 	}
-	n, err := unix.Read(fd, l.scratch[:room])
+	n, err := nbsys.Read(fd, l.scratch[:room])
 	if n > 0 {
 		if d.buf == nil {
 			s.hold(d)
@@ -465,7 +466,7 @@ func (s *session) flush(d *dir, fd int) bool {
 		}
 		s.resume(d)
 	} else if d.pending() > 0 {
-		w, err := unix.Write(fd, (*d.buf)[d.off:d.end])
+		w, err := nbsys.Write(fd, (*d.buf)[d.off:d.end])
 		if err != nil {
 			if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
 				return true
@@ -501,7 +502,7 @@ func (s *session) shutWrite(d *dir, fd int) bool {
 		// one shutdown fewer per session).
 		return s.checkDone()
 	}
-	if err := unix.Shutdown(fd, unix.SHUT_WR); err != nil && !errors.Is(err, unix.ENOTCONN) {
+	if err := nbsys.Shutdown(fd, unix.SHUT_WR); err != nil && !errors.Is(err, unix.ENOTCONN) {
 		return s.broken(d)
 	}
 	return s.checkDone()
@@ -535,7 +536,7 @@ func (s *session) broken(d *dir) bool {
 func (s *session) discard(d *dir, fd int) bool {
 	l := s.loop
 	for range 4 {
-		n, err := unix.Read(fd, l.scratch)
+		n, err := nbsys.Read(fd, l.scratch)
 		switch {
 		case n > 0:
 			if n < len(l.scratch) {

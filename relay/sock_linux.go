@@ -9,6 +9,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/relayd/relayd/internal/nbsys"
 )
 
 // listenTCP opens a non-blocking listening socket. With reuseport every loop
@@ -112,7 +114,7 @@ func SameListen(got, want netip.AddrPort) bool {
 	return got.Addr() == want.Addr().Unmap() && (want.Port() == 0 || got.Port() == want.Port())
 }
 
-func setNoDelay(fd int) { _ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1) }
+func setNoDelay(fd int) { _ = nbsys.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1) }
 
 // setLingerZero makes the next close send a RST instead of a FIN, so that a
 // peer sees the reset that happened on the other side of the relay.

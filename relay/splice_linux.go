@@ -6,6 +6,8 @@ import (
 	"errors"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/relayd/relayd/internal/nbsys"
 )
 
 // Splice: a bulk direction moves its bytes socket → pipe → socket inside
@@ -88,8 +90,8 @@ func (pp *pipePool) put(i int16, dirty bool) {
 		return
 	}
 	p := &pp.pipes[i]
-	_ = unix.Close(p.r)
-	_ = unix.Close(p.w)
+	_ = nbsys.Close(p.r)
+	_ = nbsys.Close(p.w)
 	p.r, p.w = -1, -1
 	pp.open--
 }
@@ -142,7 +144,7 @@ func (s *session) readSplice(d *dir, side uint8, srcFD, dstFD int) bool {
 	pp := &s.loop.pipes
 	p := pp.pipes[d.pipe]
 	for range spliceRounds {
-		n, err := unix.Splice(srcFD, nil, p.w, nil, pp.size, spliceFlags)
+		n, err := nbsys.Splice(srcFD, p.w, pp.size, spliceFlags)
 		if n <= 0 {
 			return s.afterRead(d, 0, err, side) // n == 0, err == nil: EOF
 		}
@@ -166,7 +168,7 @@ func (s *session) readSplice(d *dir, side uint8, srcFD, dstFD int) bool {
 func (s *session) drainPipe(d *dir, side uint8, dstFD int) bool {
 	r := s.loop.pipes.pipes[d.pipe].r
 	for d.pending() > 0 {
-		w, err := unix.Splice(r, nil, dstFD, nil, d.pending(), spliceFlags)
+		w, err := nbsys.Splice(r, dstFD, d.pending(), spliceFlags)
 		if err != nil {
 			if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
 				return true

@@ -3,6 +3,7 @@
 package evloop
 
 import (
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -124,5 +125,56 @@ func TestAlarm(t *testing.T) {
 	}
 	if len(fired) != 0 {
 		t.Fatal("a one-shot alarm fired twice")
+	}
+}
+
+// A loop that finds nothing to do for holdFor sleeps with its P given away
+// (entersyscallblock). With one P and three such loops asleep, the test's
+// goroutine keeps running, a garbage collection completes (its stop of the
+// world does not wait for the sleepers), and a post to each sleeper wakes
+// it: it gets a P back and runs the task.
+func TestSleepGivesThePAway(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	var loops []*Loop
+	var runs []chan error
+	for range 3 {
+		l, err := New(0, func(int, IOEvent) {})
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- l.Run() }()
+		loops, runs = append(loops, l), append(runs, done)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for _, l := range loops {
+		for l.given.Load() == 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("an idle loop never slept with its P given away")
+			}
+			runtime.Gosched()
+		}
+	}
+	runtime.GC()
+	for round := range 3 {
+		ran := make(chan int, len(loops))
+		for i, l := range loops {
+			if err := l.Post(func(any) { ran <- i }, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for range loops {
+			select {
+			case <-ran:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("round %d: a sleeping loop did not run its task", round)
+			}
+		}
+	}
+	for i, l := range loops {
+		l.Stop()
+		if err := <-runs[i]; err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -280,6 +280,19 @@ func (p *Pool) forgetLocked(u *Upstream) {
 	}
 }
 
+// Shrink has every worker give back what its fd table grew to at a peak
+// (worker.shrink) and returns once they have; a stopped worker is
+// skipped. relay's trimmer calls it after a burst, before its collection.
+func (p *Pool) Shrink() {
+	for _, w := range p.workers {
+		done := make(chan struct{})
+		if w.loop.Post(func(any) { w.shrink(); close(done) }, nil) != nil {
+			continue
+		}
+		<-done // an accepted post runs, also when the loop is stopping
+	}
+}
+
 // Close stops accepting Submits, completes every request not yet completed
 // with ErrClosed (ErrCanceled if it was canceled), stops the workers and
 // waits for their goroutines. Safe to call more than once; it returns the

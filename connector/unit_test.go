@@ -275,3 +275,46 @@ func TestCheckConfigValidate(t *testing.T) {
 		t.Errorf("defaults %+v", d)
 	}
 }
+
+// Shrink gives back a worker's fd table grown by a peak: an entry at fd
+// 5000 grows it to 8192; with that attempt gone and one left at fd 1500 it
+// shrinks to 2048, the remaining entry intact; with none, to minFDs.
+func TestShrinkFDTable(t *testing.T) {
+	p, err := New(Config{Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	w := p.workers[0]
+	on := func(f func()) {
+		done := make(chan struct{})
+		if err := w.loop.Post(func(any) { f(); close(done) }, nil); err != nil {
+			t.Fatal(err)
+		}
+		<-done
+	}
+	a, b := &slot{}, &slot{}
+	var size int
+	on(func() { w.setFD(5000, a); w.setFD(1500, b); size = len(w.fds) })
+	if size != 8192 {
+		t.Fatalf("table %d entries after fd 5000", size)
+	}
+	p.Shrink()
+	on(func() { size = len(w.fds) })
+	if size != 8192 {
+		t.Fatalf("shrunk to %d with fd 5000 in use", size)
+	}
+	on(func() { w.fds[5000] = nil })
+	p.Shrink()
+	var kept *slot
+	on(func() { size, kept = len(w.fds), w.fds[1500] })
+	if size != 2048 || kept != b {
+		t.Fatalf("after shrink: %d entries, fd 1500 kept: %v", size, kept == b)
+	}
+	on(func() { w.fds[1500] = nil })
+	p.Shrink()
+	on(func() { size = len(w.fds) })
+	if size != minFDs {
+		t.Fatalf("after the last shrink: %d entries, want %d", size, minFDs)
+	}
+}

@@ -99,7 +99,7 @@ func newWorker(p *Pool, id int) (*worker, error) {
 		w.free = append(w.free, s)
 	}
 	w.sweep.Init(w.onSweep)
-	w.fds = make([]*slot, 1024)
+	w.fds = make([]*slot, minFDs)
 	return w, nil
 }
 
@@ -275,6 +275,28 @@ func (w *worker) dial(s *slot) {
 	} else {
 		s.stage = stageDeadline
 		w.loop.Wheel().Schedule(&s.timer, max(rem, 0), w.loop.Refresh())
+	}
+}
+
+// minFDs is the size the fd table starts at and is never shrunk below.
+const minFDs = 1024
+
+// shrink reallocates the fd table to the smallest power of two (at least
+// minFDs) above the highest fd registered, if that halves it at least. The
+// table grows to the highest fd number the process reached (connect
+// sockets take numbers among the sessions'), and would keep that size when
+// every session is gone. Worker goroutine only.
+func (w *worker) shrink() {
+	top := len(w.fds) - 1
+	for top >= 0 && w.fds[top] == nil {
+		top--
+	}
+	n := minFDs
+	for n < top+1 {
+		n *= 2
+	}
+	if n <= len(w.fds)/2 {
+		w.fds = append(make([]*slot, 0, n), w.fds[:n]...)
 	}
 }
 

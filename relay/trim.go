@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/relayd/relayd/connector"
 )
 
 // Trimming after a burst. Relay buffers come from a sync.Pool: a burst of
@@ -66,6 +68,7 @@ func (s *Server) trimLook(st *trimState) bool {
 	}
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
+	s.shrinkTables()
 	runtime.GC()
 	debug.FreeOSMemory() // the second collection, and the pages back to the kernel
 	runtime.ReadMemStats(&after)
@@ -75,6 +78,60 @@ func (s *Server) trimLook(st *trimState) bool {
 		zap.Uint64("heap_before", before.HeapAlloc), zap.Uint64("heap_after", after.HeapAlloc),
 		zap.Uint64("released", after.HeapReleased-min(before.HeapReleased, after.HeapReleased)))
 	return true
+}
+
+// shrinkTables has every loop, and the connector if it can, give back what
+// its tables grew to at the peak (loop.shrink), and waits until they have:
+// the collection that follows then frees the old arrays. A loop that has
+// stopped is skipped.
+func (s *Server) shrinkTables() {
+	for _, l := range s.loops {
+		done := make(chan struct{})
+		if l.ev.Post(func(any) { l.shrink(); close(done) }, nil) != nil {
+			continue
+		}
+		select {
+		case <-done:
+		case <-l.ev.Done(): // accepted posts run before Run returns: done is closed too
+			<-done
+		}
+	}
+	if sh, ok := s.cfg.Dialer.(interface{ Shrink() }); ok {
+		sh.Shrink()
+	}
+}
+
+// Loop tables kept at their smallest across a trim.
+const (
+	minFDTable  = 64 // entries of loop.fds
+	keepFreeReq = 64 // connect requests kept on loop.reqs
+)
+
+// shrink reallocates the loop's fd table to the smallest power of two
+// (at least minFDTable) above its highest fd in use, if that halves it at
+// least, and drops the free connect requests beyond keepFreeReq. The fd
+// table grows to the highest fd number the process reached — at 7,000
+// sessions a worker that is 16,384 entries, 384 KiB per loop — and would
+// otherwise keep that size after every session is gone. Loop goroutine only.
+func (l *loop) shrink() {
+	top := len(l.fds) - 1
+	for top >= 0 && l.fds[top] == (fdRef{}) {
+		top--
+	}
+	n := minFDTable
+	for n < top+1 {
+		n *= 2
+	}
+	if n <= len(l.fds)/2 {
+		fds := make([]fdRef, n)
+		copy(fds, l.fds[:n])
+		l.fds = fds
+	}
+	if len(l.reqs) > keepFreeReq || cap(l.reqs) > 2*keepFreeReq {
+		keep := make([]*connector.Request, min(len(l.reqs), keepFreeReq), keepFreeReq)
+		copy(keep, l.reqs)
+		l.reqs = keep
+	}
 }
 
 // closedTotal is the number of sessions the loops have closed, all reasons.

@@ -3,9 +3,12 @@
 package relay
 
 import (
+	"bytes"
+	"io"
 	"net"
 	"net/netip"
 	"testing"
+	"time"
 )
 
 // The trimmer's looks, taken by hand (no clock involved): a burst of
@@ -53,5 +56,84 @@ func TestTrimAfterBurst(t *testing.T) {
 	s.trimLook(&st)
 	if s.trimLook(&st) {
 		t.Fatal("trimmed after one buffer")
+	}
+}
+
+// A trim gives back the fd tables a peak grew: after 200 sessions have come
+// and gone, each loop's table is back to the smallest power of two above
+// its highest fd in use, the listener's entry is kept (a new session is
+// relayed after the trim), and the free connect requests are cut to
+// keepFreeReq.
+func TestTrimShrinksTables(t *testing.T) {
+	in := startInjected(t, []netip.AddrPort{echoUpstream(t)}, nil)
+	s := in.srv
+	const n = 200
+	var conns []net.Conn
+	for range n {
+		c, err := net.Dial("tcp", in.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	for _, c := range conns {
+		echoOnce(t, c)
+	}
+	onLoops := func(f func(l *loop)) {
+		for _, l := range s.loops {
+			done := make(chan struct{})
+			if err := l.ev.Post(func(any) { f(l); close(done) }, nil); err != nil {
+				t.Fatal(err)
+			}
+			<-done
+		}
+	}
+	var peak int
+	onLoops(func(l *loop) { peak = max(peak, len(l.fds)) })
+	if peak < 2*n {
+		t.Fatalf("fd tables reached %d entries with %d sessions", peak, n)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	waitCond(t, "the sessions closed", func() bool { return in.active() == 0 })
+	s.shrinkTables()
+	onLoops(func(l *loop) {
+		top := -1
+		for fd, r := range l.fds {
+			if r != (fdRef{}) {
+				top = fd
+			}
+		}
+		want := minFDTable
+		for want < top+1 {
+			want *= 2
+		}
+		if len(l.fds) != want {
+			t.Errorf("loop %d: fd table %d entries after the trim, want %d (highest fd in use %d, peak %d)", l.id, len(l.fds), want, top, peak)
+		}
+		if len(l.reqs) > keepFreeReq || cap(l.reqs) > keepFreeReq {
+			t.Errorf("loop %d: %d free requests (cap %d) kept", l.id, len(l.reqs), cap(l.reqs))
+		}
+	})
+	c, err := net.Dial("tcp", in.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	echoOnce(t, c)
+}
+
+// echoOnce sends 64 bytes through c and reads them back (bounded).
+func echoOnce(t *testing.T, c net.Conn) {
+	t.Helper()
+	msg := bytes.Repeat([]byte{'e'}, 64)
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, msg) {
+		t.Fatalf("echo: %q, %v", got, err)
 	}
 }

@@ -20,13 +20,17 @@
 // Polls that cannot block (timeout 0) are raw system calls, so a busy loop
 // skips the scheduler's syscall bookkeeping; before sleeping, a loop that
 // found nothing yields a few times and polls again (see spins). The sleep
-// itself is epoll_wait in a system call. Parking the loop goroutine on the
-// Go runtime's poller instead (the epoll fd registered there, read through
-// a RawConn with a deadline) was measured against it on 2 vCPUs: short
-// sessions +7% sessions/s, -30% context switches, but persistent-connection
-// ping-pong -15% requests/s (two pollers per wake-up), so it was not kept. Only the
-// alarm (EnableAlarm), for deadlines finer than epoll's milliseconds, is a
-// timerfd. relayd is Linux-only (epoll, timerfd, accept4 and Linux socket
+// itself is epoll_wait in two steps (Loop.sleep): up to 1 ms with the
+// loop's P kept, then with the P given away (runtime.entersyscallblock), so
+// that sysmon never finds a sleeping loop's P to retake and does not poll
+// at its fastest (poll_linux.go has the measurements; internal/nbsys does
+// the same for the loops' other system calls). Parking the loop goroutine
+// on the Go runtime's poller instead (the epoll fd registered there, read
+// through a RawConn with a deadline) was measured against a plain blocking
+// epoll_wait on 2 vCPUs: short sessions +7% sessions/s, -30% context
+// switches, but persistent-connection ping-pong -15% requests/s (two
+// pollers per wake-up), so it was not kept. Only the alarm (EnableAlarm),
+// for deadlines finer than epoll's milliseconds, is a timerfd. relayd is Linux-only (epoll, timerfd, accept4 and Linux socket
 // options in the relay); so is this package.
 //
 // Concurrency: everything a Loop owns (the wheel, the fds its owner

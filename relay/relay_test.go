@@ -173,14 +173,24 @@ func TestHalfCloseUpstreamFirst(t *testing.T) {
 // prefix of what the upstream sent — the reset discards what was still
 // queued toward the client, so how long a prefix depends on timing, but no
 // byte is ever wrong or out of order.
+//
+// The upstream starts only once the client's first byte reaches it: a reset
+// that came back before the client's dial had seen its connect complete
+// would fail the dial itself (SO_ERROR ECONNRESET), not the read under test.
 func TestUpstreamResetReachesClient(t *testing.T) {
 	const total = 1 << 20
 	up := newServer(t, func(c *net.TCPConn) {
+		if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+			return
+		}
 		_, _ = io.Copy(c, randReader(5, total))
 		_ = c.SetLinger(0)
 	})
 	f := startRelay(t, []string{up.Addr()}, nil)
 	c := dial(t, f.addr)
+	if _, err := c.Write([]byte{'g'}); err != nil {
+		t.Fatal(err)
+	}
 	got, err := io.ReadAll(c)
 	if !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("client read %d bytes then err=%v, want ECONNRESET", len(got), err)

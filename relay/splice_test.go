@@ -110,6 +110,11 @@ func TestSpliceResetReachesClient(t *testing.T) {
 	spliceFromFirstRead(t)
 	const total = 4 << 20
 	up := newServer(t, func(c *net.TCPConn) {
+		// Only once the client's "go" is here, so that its dial has seen
+		// the connect complete before any reset can come back.
+		if _, err := io.ReadFull(c, make([]byte, 2)); err != nil {
+			return
+		}
 		_, _ = io.Copy(c, randReader(5, total))
 		_ = c.SetLinger(0)
 		_ = c.Close()
@@ -117,7 +122,9 @@ func TestSpliceResetReachesClient(t *testing.T) {
 	f := startRelay(t, []string{up.Addr()}, nil)
 	c := dial(t, f.addr)
 	_ = c.SetReadBuffer(64 << 10) // slow enough that bytes are in flight at the reset
-	_, _ = c.Write([]byte("go"))
+	if _, err := c.Write([]byte("go")); err != nil {
+		t.Fatal(err)
+	}
 	got, n, err := sum(c)
 	if !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("client read %d bytes then %v, want ECONNRESET", n, err)

@@ -120,10 +120,6 @@ func NewWithClock(tick time.Duration, handler Handler, clock func() time.Time) (
 	return l, nil
 }
 
-// Rounds is the number of poll rounds the loop has made (tests: an idle
-// loop must not spin). Loop goroutine only.
-func (l *Loop) Rounds() int { return l.rounds }
-
 // Wheel returns the loop's timing wheel. Loop goroutine only.
 func (l *Loop) Wheel() *timeout.Wheel { return l.wheel }
 

@@ -30,6 +30,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
@@ -56,6 +57,7 @@ var (
 	haproxy   = flag.String("haproxy", "haproxy", "haproxy binary (skipped if missing)")
 	scenarios = flag.String("scenario", "storm,isolation,growth,rr", "scenarios to run")
 	stormN    = flag.Int("storm-clients", 5000, "storm: clients")
+	stormBack = flag.Int("storm-backlog", 8, "storm: the upstream's listen backlog")
 	stormSpan = flag.Duration("storm-span", 0, "storm: arrivals spread evenly over this (0 = all at once, as fast as they can be started)")
 	rounds    = flag.Int("rounds", 1, "storm, rr: rounds, systems in alternating order")
 	rrDur     = flag.Duration("rr-duration", 5*time.Second, "rr: time per system")
@@ -242,6 +244,7 @@ func (u *upstream) close() {
 
 type outcome struct {
 	session time.Duration // arrival to last byte back, or to the failure
+	dial    time.Duration // arrival to the proxy's (or upstream's) accept
 	err     error
 }
 
@@ -254,6 +257,8 @@ func oneSession(target string, msg []byte) outcome {
 		return fail(err)
 	}
 	defer c.Close()
+	dial := time.Since(t0)
+	fail = func(err error) outcome { return outcome{session: time.Since(t0), dial: dial, err: err} }
 	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
 	if _, err := c.Write(msg); err != nil {
 		return fail(err)
@@ -265,7 +270,7 @@ func oneSession(target string, msg []byte) outcome {
 	if string(got) != string(msg) {
 		return fail(errors.New("mismatch"))
 	}
-	return outcome{session: time.Since(t0)}
+	return outcome{session: time.Since(t0), dial: dial}
 }
 
 // openLoop starts n sessions evenly over span (client i at i·span/n), each
@@ -291,6 +296,8 @@ func openLoop(target string, n int, span time.Duration) []outcome {
 
 type summary struct {
 	n, failed      int
+	dialP50        time.Duration // client connect (handshake done) of the sessions that succeeded
+	dialP99        time.Duration
 	p50, p99       time.Duration // sessions that succeeded
 	allP50, allP99 time.Duration // every client, a failed one at the time it failed
 	kinds          map[string]int
@@ -298,7 +305,7 @@ type summary struct {
 
 func summarize(out []outcome) summary {
 	s := summary{n: len(out), kinds: map[string]int{}}
-	var d, all []time.Duration
+	var d, all, dial []time.Duration
 	for _, o := range out {
 		all = append(all, o.session)
 		if o.err != nil {
@@ -307,8 +314,10 @@ func summarize(out []outcome) summary {
 			continue
 		}
 		d = append(d, o.session)
+		dial = append(dial, o.dial)
 	}
 	s.p50, s.p99 = pct(d)
+	s.dialP50, s.dialP99 = pct(dial)
 	s.allP50, s.allP99 = pct(all)
 	return s
 }
@@ -355,6 +364,21 @@ type system struct {
 	target string
 	admin  string // relayd: its admin address, for /metrics
 	cmd    *exec.Cmd
+}
+
+// cpu is the system's user+system CPU time so far (0 for direct).
+func (s *system) cpu() time.Duration {
+	if s.cmd == nil {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	ut, _ := strconv.Atoi(f[11])
+	st, _ := strconv.Atoi(f[12])
+	return time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ 100
 }
 
 func (s *system) stop() {
@@ -528,7 +552,7 @@ func connectModes(admin string) string {
 // --- scenarios -------------------------------------------------------------
 
 func storm() {
-	fmt.Printf("\n## storm: %d clients at once (spread over %v), upstream backlog 8, 64-byte echo each\n\n", *stormN, *stormSpan)
+	fmt.Printf("\n## storm: %d clients at once (spread over %v), upstream backlog %d, 64-byte echo each\n\n", *stormN, *stormSpan, *stormBack)
 	variants := []variant{
 		{"direct", ""},
 		{"haproxy", ""},
@@ -538,7 +562,7 @@ func storm() {
 		{"relayd-fixed-64", "  pacing: fixed\n  upstream_max_inflight: 64\n  max_inflight: 32"},
 	}
 	alternate(variants, func(_ int, v variant) {
-		up := spawnUpstream(8)
+		up := spawnUpstream(*stormBack)
 		var sys *system
 		switch {
 		case v.name == "direct":
@@ -552,12 +576,27 @@ func storm() {
 		default:
 			sys = startRelayd(v.name, v.connector, listenerSpec{"storm", up.addr})[0]
 		}
+		var series func() string
+		if *verbose && sys.admin != "" {
+			series = sample(sys.admin, 100*time.Millisecond)
+		}
+		cpu0 := sys.cpu()
 		s := summarize(openLoop(sys.target, *stormN, *stormSpan))
+		cpu := sys.cpu() - cpu0
+		if series != nil {
+			fmt.Println(series())
+		}
 		extra := ""
 		if sys.admin != "" {
 			extra = "  " + connectModes(sys.admin)
 		}
 		fmt.Printf("%-16s %s%s\n", v.name, s, extra)
+		if *verbose {
+			fmt.Printf("   client connect p50 %s p99 %s; proxy CPU %s\n", ms(s.dialP50), ms(s.dialP99), ms(cpu))
+			if sys.admin != "" {
+				fmt.Println("   submit-to-connected:", buckets(sys.admin, "relayd_connector_latency_seconds_bucket"))
+			}
+		}
 		sys.stop()
 		up.close()
 	})
@@ -628,13 +667,9 @@ func isolation() {
 	}
 }
 
-func growth() {
-	const rate, dur = 3000, 10 * time.Second
-	fmt.Printf("\n## growth: %d sessions/s for %v into backlog 8, grown to 4096 at %v; relayd adaptive limit over time\n\n", rate, dur, dur/2)
-	up := spawnUpstream(8)
-	defer up.close()
-	sys := startRelayd("relayd-growth", "  pacing: adaptive", listenerSpec{"growth", up.addr})[0]
-	defer sys.stop()
+// sample reads relayd's pacing series from /metrics every period until the
+// returned function is called; that returns them, one line per sample.
+func sample(admin string, period time.Duration) func() string {
 	var stop atomic.Bool
 	var samples []string
 	var wg sync.WaitGroup
@@ -643,21 +678,36 @@ func growth() {
 		defer wg.Done()
 		t0 := time.Now()
 		for !stop.Load() {
-			samples = append(samples, fmt.Sprintf("%4.1fs window %2.0f  rate %5.0f/s  lost SYNs %5.0f  connected %6.0f", time.Since(t0).Seconds(),
-				metricValue(sys.admin, "relayd_upstream_limit"), metricValue(sys.admin, "relayd_upstream_rate_limit"),
-				metricValue(sys.admin, "relayd_upstream_late_total"), metricValue(sys.admin, "relayd_upstream_connected_total")))
-			time.Sleep(500 * time.Millisecond)
+			samples = append(samples, fmt.Sprintf("%4.1fs window %2.0f  rate %5.0f/s  queued %4.0f  lost SYNs %5.0f  connected %6.0f", time.Since(t0).Seconds(),
+				metricValue(admin, "relayd_upstream_limit"), metricValue(admin, "relayd_upstream_rate_limit"),
+				metricValue(admin, "relayd_upstream_queued"),
+				metricValue(admin, "relayd_upstream_late_total"), metricValue(admin, "relayd_upstream_connected_total")))
+			time.Sleep(period)
 		}
 	}()
+	return func() string {
+		stop.Store(true)
+		wg.Wait()
+		return strings.Join(samples, "\n")
+	}
+}
+
+func growth() {
+	const rate, dur = 3000, 10 * time.Second
+	fmt.Printf("\n## growth: %d sessions/s for %v into backlog 8, grown to 4096 at %v; relayd adaptive limit over time\n\n", rate, dur, dur/2)
+	up := spawnUpstream(8)
+	defer up.close()
+	sys := startRelayd("relayd-growth", "  pacing: adaptive", listenerSpec{"growth", up.addr})[0]
+	defer sys.stop()
+	stop := sample(sys.admin, 500*time.Millisecond)
 	go func() {
 		time.Sleep(dur / 2)
 		up.setBacklog(4096)
 	}()
 	s := summarize(openLoop(sys.target, int(rate*dur/time.Second), dur))
-	stop.Store(true)
-	wg.Wait()
+	samples := stop()
 	fmt.Printf("%-16s %s  %s\n", "relayd-adaptive", s, connectModes(sys.admin))
-	fmt.Println(strings.Join(samples, "\n"))
+	fmt.Println(samples)
 }
 
 func rr() {

@@ -89,9 +89,17 @@
 //     connects at a time must not drift to the ceiling and storm on the
 //     next burst.
 //   - The signals are a refusal, a timeout, and a lost SYN: an attempt still
-//     unanswered (no peer, by getpeername) after lateAfter = max(25 ms,
-//     3 × the least connect time of the last 10–20 s), capped at the
-//     timeout. On one, the window halves (pacerBeta) and the rate is set to
+//     unanswered (no peer, by getpeername) after lateAfter = max(2 ms,
+//     3 × the least connect time of the last 10–20 s), doubled for each
+//     SYN of the same request already re-sent and capped at the timeout.
+//     The floor was 25 ms: in a storm a lost attempt holds a window slot
+//     until it is found, and at 5,000 connects/s into backlog 8 the
+//     slots held by lost SYNs were most of the window, so sessions queued
+//     behind them (p50 0.5–0.8 s; 0.26–0.49 s at 2 ms, same run). The
+//     doubling keeps a short floor safe: a path that became slower than
+//     it would otherwise have every attempt given up and re-sent until
+//     the deadline; with it a request outgrows the new round trip in a
+//     few re-sends, as TCP's SYN timer backs off. On one, the window halves (pacerBeta) and the rate is set to
 //     0.7 (rateBeta) of the best success rate of the last ten 100 ms windows
 //     (what the upstream demonstrably absorbed; the best, not the latest,
 //     because the windows of an overload deliver less than it can take);
@@ -103,13 +111,13 @@
 //     once per round trip — on a host busy with the storm itself, late
 //     answers come in clusters. Lost SYNs cut only when they are 10 %
 //     (lossThresh) of the starts of the last two windows, as BBRv2 keeps
-//     a loss threshold: an occasional overflow costs a 25 ms re-send, less
+//     a loss threshold: an occasional overflow costs a 2 ms re-send, less
 //     than pacing below what the upstream takes.
 //   - A lost SYN is not waited out: the attempt is closed and re-sent from
 //     the front of the upstream's queue when the limits allow, within its
 //     original deadline. The kernel would retransmit after 1 s, 3 s, 7 s
 //     (the initial RTO); the ≥ 1 s mode of a storm's connect latency is
-//     exactly that, and lateAfter finds the loss 40× sooner.
+//     exactly that, and lateAfter finds the loss 500× sooner on a short path.
 //   - Growth: a paced upstream's rate ×2 (rateGain) per 100 ms of demand
 //     without a cut — a loss costs one re-sent SYN and a cut, a pace below
 //     what the upstream takes costs every queued session time. After 5 s

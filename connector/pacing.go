@@ -19,7 +19,8 @@ const (
 	rateGain      = 2.0                    // the pace grows by this factor per rate window of demand without a loss
 	rateWindow    = 100 * time.Millisecond // the absorbed rate is measured per window of this …
 	rateWindows   = 10                     // … and the best of the last this many counts (1 s)
-	lateFloor     = 25 * time.Millisecond  // an attempt older than this (and 3× the minimum) is late: its SYN was lost
+	lateFloor     = 2 * time.Millisecond   // an attempt older than this (and 3× the minimum) is late: its SYN was lost …
+	maxResends    = 16                     // … and each re-send of one request's SYN doubles that, as TCP's SYN timer backs off
 	lateFactor    = 3                      // … times the recent minimum connect latency
 	minLatWindow  = 10 * time.Second       // the minimum latency is the least of this window and the last
 	pacerCalmSpan = 5 * time.Second        // no congestion for this long: pacing off, slow start may resume
@@ -91,9 +92,15 @@ func (p *pacer) minLatency() time.Duration {
 
 // lateAfter is how long an attempt may stay unanswered before it counts as
 // a lost SYN: the floor, or three times the recent minimum for a distant
-// upstream, never past timeout.
-func (p *pacer) lateAfter(timeout time.Duration) time.Duration {
-	return min(max(lateFloor, lateFactor*p.minLatency()), timeout)
+// upstream, doubled for each SYN of the same request already re-sent
+// (resends), never past timeout. The doubling is what makes a short
+// threshold safe: a path that got slower than the threshold (a longer
+// route, a congested link) would otherwise have every attempt given up
+// and re-sent until the deadline; with it a request outgrows the new round
+// trip after a few re-sends, as TCP's SYN retransmission timer backs off.
+func (p *pacer) lateAfter(timeout time.Duration, resends uint8) time.Duration {
+	d := max(lateFloor, lateFactor*p.minLatency())
+	return min(d<<min(resends, maxResends), timeout)
 }
 
 // take reports whether a connect may start now under the rate, and takes
@@ -234,7 +241,7 @@ func (p *pacer) congestion(started, now time.Time) bool {
 // timeout or a refusal it cuts only when lost SYNs are lossThresh of the
 // starts of the current and the last rate window: a listen queue that
 // overflows now and then (a busy upstream host) costs a re-sent SYN each,
-// 25 ms, which is cheaper than a pace below what the upstream takes.
+// lateFloor (2 ms), which is cheaper than a pace below what the upstream takes.
 // BBRv2 keeps a loss threshold (2 %) for the same reason.
 func (p *pacer) lostSYN(started, now time.Time) bool {
 	if !p.adaptive {

@@ -116,7 +116,7 @@ func (p *Pool) Submit(r *Request) error {
 	r.p = p
 	r.start, r.enq = now, now
 	r.FD, r.Err, r.Attempts, r.Latency, r.Addr, r.Upstream = -1, nil, 0, 0, netip.AddrPort{}, nil
-	r.idx, r.tried, r.lastErr, r.w, r.s, r.resend = 0, 0, nil, nil, nil, false
+	r.idx, r.tried, r.lastErr, r.w, r.s, r.resend, r.resends = 0, 0, nil, nil, nil, false, 0
 	r.tries = r.Tries
 	if r.tries <= 0 {
 		r.tries = max(len(r.Upstreams), len(r.Addrs))

@@ -65,7 +65,8 @@ type Request struct {
 	prev     *Request // links in an upstream's FIFO, or (next) the cancel list
 	next     *Request
 	inQueue  bool
-	resend   bool // the next dial re-sends a late attempt's SYN: not a new attempt
+	resend   bool  // the next dial re-sends a late attempt's SYN: not a new attempt
+	resends  uint8 // lost SYNs re-sent for this request: each doubles its late threshold (lateAfter)
 }
 
 const (
@@ -84,7 +85,7 @@ func (r *Request) Reset() {
 	r.Addrs, r.Upstreams, r.Tries, r.Timeout, r.Handler, r.Cookie, r.Source = nil, nil, 0, 0, nil, 0, netip.Addr{}
 	r.FD, r.Addr, r.Upstream, r.Err, r.Attempts, r.Latency = -1, netip.AddrPort{}, nil, nil, 0, 0
 	r.start, r.enq, r.attStart, r.ups, r.idx, r.tried, r.tries, r.timeout, r.lastErr = time.Time{}, time.Time{}, time.Time{}, nil, 0, 0, 0, 0, nil
-	r.p, r.w, r.s, r.prev, r.next, r.inQueue = nil, nil, nil, nil, nil, false
+	r.p, r.w, r.s, r.prev, r.next, r.inQueue, r.resends = nil, nil, nil, nil, nil, false, 0
 	r.state.Store(phaseIdle)
 }
 

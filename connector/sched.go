@@ -193,7 +193,7 @@ func (p *Pool) pullLocked(w *worker, now time.Time) {
 			s.r, s.fd, s.stage = r, -1, stageNone
 			s.late = 0
 			if !u.direct {
-				s.late = u.pace.lateAfter(r.timeout)
+				s.late = u.pace.lateAfter(r.timeout, r.resends)
 			}
 			r.s, r.w = s, w
 			u.inflight++
@@ -319,6 +319,7 @@ func (p *Pool) lateLocked(w *worker, s *slot, now time.Time, giveUp bool) {
 	r.s, r.w = nil, nil
 	u.inflight--
 	r.resend = true
+	r.resends = min(r.resends+1, maxResends)
 	if p.isClosed {
 		w.finishLater(r, ErrClosed)
 	} else {

@@ -129,8 +129,17 @@ func TestPacer(t *testing.T) {
 	if got := p.minLatency(); got != 50*time.Microsecond {
 		t.Fatalf("min latency %v", got)
 	}
-	if got := p.lateAfter(5 * time.Second); got != lateFloor {
+	if got := p.lateAfter(5*time.Second, 0); got != lateFloor {
 		t.Fatalf("late after %v, want the floor", got)
+	}
+	// Each re-sent SYN of a request doubles its threshold, up to the timeout.
+	for k, want := range []time.Duration{lateFloor, 2 * lateFloor, 4 * lateFloor, 8 * lateFloor} {
+		if got := p.lateAfter(5*time.Second, uint8(k)); got != want {
+			t.Fatalf("late after %v on re-send %d, want %v", got, k, want)
+		}
+	}
+	if got := p.lateAfter(5*time.Second, maxResends); got != 5*time.Second {
+		t.Fatalf("late after %v after %d re-sends, want the timeout", got, maxResends)
 	}
 	// Slow start: +1 per limited success, up to the ceiling.
 	for i := range 100 {
@@ -178,10 +187,10 @@ func TestPacer(t *testing.T) {
 	// A distant upstream: late is 3× its minimum connect time.
 	q := newPacer(true, 64)
 	q.success(150*time.Millisecond, t0, false)
-	if got := q.lateAfter(5 * time.Second); got != 450*time.Millisecond {
+	if got := q.lateAfter(5*time.Second, 0); got != 450*time.Millisecond {
 		t.Fatalf("late after %v for a 150 ms upstream", got)
 	}
-	if got := q.lateAfter(300 * time.Millisecond); got != 300*time.Millisecond {
+	if got := q.lateAfter(300*time.Millisecond, 0); got != 300*time.Millisecond {
 		t.Fatalf("late after %v, beyond the timeout", got)
 	}
 	// The minimum forgets: two windows later a slower path is the minimum.
